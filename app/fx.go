@@ -1,0 +1,68 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"go.uber.org/fx"
+
+	"connsum/modules/bootstrap"
+	"connsum/modules/catalog"
+	"connsum/modules/httpx"
+	"connsum/modules/retained"
+	"connsum/modules/runs"
+)
+
+// Listening reports the address the HTTP server bound (useful with http.addr port 0).
+type Listening struct{ Addr string }
+
+// Modules is the composition of the service: every module plus the HTTP server. Tests replace
+// single ports with fx.Replace / fx.Decorate.
+func Modules(cfg *Config, tokens Tokens, log *slog.Logger) fx.Option {
+	return fx.Options(
+		fx.Supply(cfg, tokens, log, bootstrap.Clock(time.Now)),
+		fx.Supply(bootstrap.Options{URL: cfg.DBURL, AutoMigrate: cfg.DBAutoMigrate,
+			Pool: bootstrap.PoolOptions{MaxOpenConns: cfg.DBMaxOpenConns, MaxIdleConns: cfg.DBMaxOpenConns}}),
+		fx.Supply(runs.Options{PageSize: cfg.RunsPageSize, StaleAfter: cfg.RunsStaleAfter, MaxBatchEvents: cfg.IngestMaxEvents}),
+		bootstrap.Module,
+		catalog.Module,
+		runs.Module,
+		retained.Module,
+		featureModules(cfg),
+		fx.Provide(fx.Annotate(
+			func(cfg *Config, tokens Tokens, log *slog.Logger, regs []httpx.Registrar) *fiber.App {
+				return NewServer(ServerParams{Config: cfg, Tokens: tokens, Registrars: regs, Log: log})
+			},
+			fx.ParamTags(``, ``, ``, `group:"routes"`),
+		)),
+		fx.Provide(func() *Listening { return &Listening{} }),
+		fx.Invoke(startServer),
+		fx.NopLogger,
+	)
+}
+
+// startServer listens after bootstrap is ready (Ready's start hook was appended first) and
+// shuts down gracefully: in-flight requests finish within http.shutdown_timeout.
+func startServer(lc fx.Lifecycle, app *fiber.App, cfg *Config, _ *bootstrap.Ready, l *Listening, log *slog.Logger) {
+	lc.Append(fx.Hook{
+		OnStart: func(ctx context.Context) error {
+			ln, err := net.Listen("tcp", cfg.HTTPAddr)
+			if err != nil {
+				return err
+			}
+			l.Addr = ln.Addr().String()
+			go func() {
+				if err := app.Listener(ln); err != nil {
+					log.Error("http server stopped", "err", err)
+				}
+			}()
+			return nil
+		},
+		OnStop: func(ctx context.Context) error {
+			return app.ShutdownWithTimeout(cfg.ShutdownTimeout)
+		},
+	})
+}

@@ -1,0 +1,117 @@
+package bootstrap
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/uptrace/bun"
+	"go.uber.org/fx"
+
+	"connsum/modules/httpx"
+)
+
+// Options configures the database.
+type Options struct {
+	URL         string
+	AutoMigrate bool
+	Pool        PoolOptions
+}
+
+// Ready records that bootstrap (migrations and index verification) finished; /readyz needs it.
+type Ready struct {
+	done  atomic.Bool
+	state atomic.Pointer[State]
+}
+
+// Done reports whether bootstrap completed.
+func (r *Ready) Done() bool { return r.done.Load() }
+
+// NewDB opens the database and closes it when the app stops.
+func NewDB(lc fx.Lifecycle, o Options) (*bun.DB, error) {
+	db, err := Open(context.Background(), o.URL, o.Pool)
+	if err != nil {
+		return nil, err
+	}
+	lc.Append(fx.StopHook(db.Close))
+	return db, nil
+}
+
+// NewReady registers the start hook that applies migrations (db.auto_migrate) or, without them,
+// refuses a schema that is behind; either way every required index is verified and a missing
+// one recreated.
+func NewReady(lc fx.Lifecycle, m *Migrator, o Options) *Ready {
+	r := &Ready{}
+	lc.Append(fx.StartHook(func(ctx context.Context) error {
+		var st State
+		var err error
+		if o.AutoMigrate {
+			st, err = m.Migrate(ctx)
+		} else {
+			st, err = m.verify(ctx, true)
+			if err == nil && len(st.Pending) > 0 {
+				err = fmt.Errorf("bootstrap: the schema is behind (%d pending migrations) and db.auto_migrate is false: run `connsum migrate`", len(st.Pending))
+			}
+		}
+		if err != nil {
+			return err
+		}
+		r.state.Store(&st)
+		r.done.Store(true)
+		return nil
+	}))
+	return r
+}
+
+// Routes serves /healthz, /readyz and /admin/bootstrap.
+type Routes struct {
+	db    *bun.DB
+	m     *Migrator
+	ready *Ready
+}
+
+// NewRoutes returns the bootstrap routes.
+func NewRoutes(db *bun.DB, m *Migrator, ready *Ready) *Routes { return &Routes{db: db, m: m, ready: ready} }
+
+// Routes implements httpx.Registrar.
+func (r *Routes) Routes() []httpx.Route {
+	return []httpx.Route{
+		{Method: fiber.MethodGet, Path: "/healthz", Access: httpx.Public, Handler: func(c *fiber.Ctx) error {
+			return httpx.JSON(c, fiber.StatusOK, fiber.Map{"status": "ok"})
+		}},
+		{Method: fiber.MethodGet, Path: "/readyz", Access: httpx.Public, Handler: r.readyz},
+		{Method: fiber.MethodGet, Path: "/admin/bootstrap", Access: httpx.Admin, Handler: r.bootstrap},
+	}
+}
+
+func (r *Routes) readyz(c *fiber.Ctx) error {
+	if !r.ready.Done() {
+		return &httpx.Error{Status: fiber.StatusServiceUnavailable, Code: "unavailable", Message: "bootstrap has not completed"}
+	}
+	ctx, cancel := context.WithTimeout(c.UserContext(), 2*time.Second)
+	defer cancel()
+	if err := r.db.PingContext(ctx); err != nil {
+		return httpx.Unavailable
+	}
+	return httpx.JSON(c, fiber.StatusOK, fiber.Map{"status": "ready"})
+}
+
+func (r *Routes) bootstrap(c *fiber.Ctx) error {
+	st, err := r.m.Inspect(c.UserContext())
+	if err != nil {
+		return err
+	}
+	return httpx.JSON(c, fiber.StatusOK, st)
+}
+
+// Module provides the database, the migrator, readiness and the bootstrap routes.
+var Module = fx.Module("bootstrap",
+	fx.Provide(
+		NewDB,
+		NewMigrator,
+		NewReady,
+		fx.Annotate(NewRoutes, fx.As(new(httpx.Registrar)), fx.ResultTags(`group:"routes"`)),
+	),
+)

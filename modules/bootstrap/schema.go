@@ -1,0 +1,147 @@
+package bootstrap
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/uptrace/bun"
+)
+
+// ddl renders a statement written once for both engines. The only differences between the
+// engines live here: the identity column and covering-index columns.
+func ddl(d Dialect, stmt string) string {
+	seq := "INTEGER PRIMARY KEY AUTOINCREMENT"
+	if d == Postgres {
+		seq = "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY"
+	}
+	return strings.NewReplacer("{{SEQ_PK}}", seq).Replace(stmt)
+}
+
+// schemaV1 holds the tables of the first schema version. Times are TEXT in the fixed UTC form
+// 2006-01-02T15:04:05.000Z on both engines, so text order is time order.
+var schemaV1 = []string{
+	`CREATE TABLE IF NOT EXISTS connectors (
+		connector_id TEXT PRIMARY KEY,
+		display_name TEXT NOT NULL,
+		version TEXT,
+		listed BOOLEAN NOT NULL DEFAULT TRUE,
+		profile_key TEXT,
+		manifest TEXT NOT NULL,
+		created_at TEXT NOT NULL,
+		updated_at TEXT NOT NULL
+	)`,
+	`CREATE TABLE IF NOT EXISTS connections (
+		connection_id TEXT PRIMARY KEY,
+		connector_id TEXT NOT NULL REFERENCES connectors (connector_id),
+		display_name TEXT NOT NULL,
+		status TEXT NOT NULL,
+		source_kind TEXT NOT NULL,
+		source_binding_key TEXT NOT NULL,
+		created_at TEXT NOT NULL,
+		updated_at TEXT NOT NULL,
+		revoked_at TEXT,
+		UNIQUE (connector_id, source_kind, source_binding_key)
+	)`,
+	`CREATE TABLE IF NOT EXISTS spine_events (
+		event_seq {{SEQ_PK}},
+		event_id TEXT NOT NULL UNIQUE,
+		event_type TEXT NOT NULL,
+		occurred_at TEXT NOT NULL,
+		recorded_at TEXT NOT NULL,
+		run_id TEXT,
+		source_kind TEXT,
+		source_id TEXT,
+		connector_instance_id TEXT,
+		connection_id TEXT,
+		status TEXT,
+		data TEXT,
+		content_hash TEXT NOT NULL,
+		connection_ref TEXT,
+		failure_reason TEXT,
+		bs_present BOOLEAN NOT NULL DEFAULT FALSE,
+		bs_status TEXT,
+		bs_wait_reason TEXT,
+		bs_profile_key TEXT
+	)`,
+	`CREATE TABLE IF NOT EXISTS retained_streams (
+		connection_id TEXT NOT NULL REFERENCES connections (connection_id),
+		stream TEXT NOT NULL,
+		record_count BIGINT NOT NULL,
+		record_json_bytes BIGINT NOT NULL,
+		record_changes_count BIGINT NOT NULL,
+		record_changes_json_bytes BIGINT NOT NULL,
+		blob_count BIGINT NOT NULL,
+		blob_bytes BIGINT NOT NULL,
+		total_bytes BIGINT NOT NULL,
+		last_record_at TEXT,
+		updated_at TEXT NOT NULL,
+		PRIMARY KEY (connection_id, stream)
+	)`,
+	`CREATE TABLE IF NOT EXISTS retained_connections (
+		connection_id TEXT PRIMARY KEY REFERENCES connections (connection_id),
+		stream_count BIGINT NOT NULL,
+		record_count BIGINT NOT NULL,
+		record_json_bytes BIGINT NOT NULL,
+		record_changes_count BIGINT NOT NULL,
+		record_changes_json_bytes BIGINT NOT NULL,
+		blob_count BIGINT NOT NULL,
+		blob_bytes BIGINT NOT NULL,
+		total_bytes BIGINT NOT NULL,
+		last_record_at TEXT,
+		updated_at TEXT NOT NULL
+	)`,
+}
+
+// RequiredIndex is an index a read path depends on. The service verifies each at start and
+// recreates a missing one.
+type RequiredIndex struct {
+	Name   string `json:"name"`
+	Table  string `json:"table"`
+	Reason string `json:"reason"`
+	create string
+}
+
+// RequiredIndexes lists the indexes for an engine. PostgreSQL gets covering (INCLUDE) partial
+// indexes; SQLite gets the same partial index with the covered columns appended to the key.
+func RequiredIndexes(d Dialect) []RequiredIndex {
+	covered := "event_seq, event_type, status, connection_ref, failure_reason, bs_present, bs_status, bs_wait_reason, bs_profile_key"
+	runSummary := "(source_kind, source_id, run_id, occurred_at DESC) INCLUDE (" + covered + ")"
+	if d == SQLite {
+		runSummary = "(source_kind, source_id, run_id, occurred_at DESC, " + covered + ")"
+	}
+	return []RequiredIndex{
+		{
+			Name: "idx_spine_events_source_run_summary", Table: "spine_events",
+			Reason: "run pages: load the events of the selected runs of one connector",
+			create: "CREATE INDEX IF NOT EXISTS idx_spine_events_source_run_summary ON spine_events " + runSummary + " WHERE run_id IS NOT NULL",
+		},
+		{
+			Name: "idx_spine_events_source_recent", Table: "spine_events",
+			Reason: "run pages: find a connector's most recent runs newest-first without reading its history",
+			create: "CREATE INDEX IF NOT EXISTS idx_spine_events_source_recent ON spine_events (source_kind, source_id, occurred_at DESC, run_id DESC) WHERE run_id IS NOT NULL",
+		},
+		{
+			Name: "idx_connections_feed_order", Table: "connections",
+			Reason: "overview order and keyset pages",
+			create: "CREATE INDEX IF NOT EXISTS idx_connections_feed_order ON connections (connector_id, created_at, connection_id)",
+		},
+	}
+}
+
+func applyStatements(ctx context.Context, db bun.IDB, stmts []string) error {
+	d := DialectOf(db)
+	for _, s := range stmts {
+		if _, err := db.ExecContext(ctx, ddl(d, s)); err != nil {
+			return fmt.Errorf("bootstrap: %s: %w", firstLine(s), err)
+		}
+	}
+	return nil
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return strings.TrimSpace(s[:i])
+	}
+	return s
+}

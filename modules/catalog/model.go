@@ -1,0 +1,124 @@
+// Package catalog stores connectors (with their manifests) and connections, computes a
+// connection's expected browser profile key, and answers which connections are visible.
+package catalog
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+)
+
+// Sentinel errors of the catalog.
+var (
+	ErrNotFound = errors.New("catalog: not found")
+	ErrConflict = errors.New("catalog: conflict")
+)
+
+// TimeFormat is the one stored time form: UTC with milliseconds, so text order is time order.
+const TimeFormat = "2006-01-02T15:04:05.000Z"
+
+// FormatTime renders t in TimeFormat.
+func FormatTime(t time.Time) string { return t.UTC().Format(TimeFormat) }
+
+// Connection statuses and source kinds (SPEC §1.2).
+const (
+	StatusActive  = "active"
+	StatusPaused  = "paused"
+	StatusRevoked = "revoked"
+	StatusDraft   = "draft"
+)
+
+// Connector is a stored connector with the manifest fields the feed needs parsed out.
+type Connector struct {
+	ConnectorID string          `bun:"connector_id,pk" json:"connector_id"`
+	DisplayName string          `bun:"display_name" json:"display_name"`
+	Version     *string         `bun:"version" json:"version"`
+	Listed      bool            `bun:"listed" json:"listed"`
+	ProfileKey  *string         `bun:"profile_key" json:"-"`
+	Manifest    json.RawMessage `bun:"manifest,type:text" json:"manifest"`
+	CreatedAt   string          `bun:"created_at" json:"created_at"`
+	UpdatedAt   string          `bun:"updated_at" json:"updated_at"`
+
+	streams       []string
+	refreshPolicy json.RawMessage
+}
+
+// Streams returns the manifest's stream names in manifest order.
+func (c *Connector) Streams() []string { c.parse(); return c.streams }
+
+// RefreshPolicy returns capabilities.refresh_policy as raw JSON, or nil.
+func (c *Connector) RefreshPolicy() json.RawMessage { c.parse(); return c.refreshPolicy }
+
+// MaxStalenessSeconds returns refresh_policy.maximum_staleness_seconds, or 0 when absent.
+func (c *Connector) MaxStalenessSeconds() int64 {
+	var p struct {
+		Max float64 `json:"maximum_staleness_seconds"`
+	}
+	if rp := c.RefreshPolicy(); rp != nil && json.Unmarshal(rp, &p) == nil {
+		return int64(p.Max)
+	}
+	return 0
+}
+
+func (c *Connector) parse() {
+	if c.streams != nil {
+		return
+	}
+	var m struct {
+		Streams []struct {
+			Name string `json:"name"`
+		} `json:"streams"`
+		Capabilities struct {
+			RefreshPolicy json.RawMessage `json:"refresh_policy"`
+		} `json:"capabilities"`
+	}
+	_ = json.Unmarshal(c.Manifest, &m)
+	c.streams = make([]string, 0, len(m.Streams))
+	for _, s := range m.Streams {
+		c.streams = append(c.streams, s.Name)
+	}
+	if len(m.Capabilities.RefreshPolicy) > 0 && string(m.Capabilities.RefreshPolicy) != "null" {
+		c.refreshPolicy = m.Capabilities.RefreshPolicy
+	}
+}
+
+// Connection is one account or device of a connector.
+type Connection struct {
+	ConnectionID     string  `bun:"connection_id,pk" json:"connection_id"`
+	ConnectorID      string  `bun:"connector_id" json:"connector_id"`
+	DisplayName      string  `bun:"display_name" json:"display_name"`
+	Status           string  `bun:"status" json:"status"`
+	SourceKind       string  `bun:"source_kind" json:"source_kind"`
+	SourceBindingKey string  `bun:"source_binding_key" json:"source_binding_key"`
+	CreatedAt        string  `bun:"created_at" json:"created_at"`
+	UpdatedAt        string  `bun:"updated_at" json:"updated_at"`
+	RevokedAt        *string `bun:"revoked_at" json:"revoked_at"`
+}
+
+// Entry is a connection together with its connector, as the feed reads them.
+type Entry struct {
+	Connection *Connection
+	Connector  *Connector
+}
+
+// ExpectedProfileKey computes the browser profile key that a connection's runs must carry
+// (SPEC §1.3). It is derived, never stored, so a manifest change applies at once.
+func ExpectedProfileKey(conn *Connection, conn2 *Connector) string {
+	base := conn.ConnectorID
+	if conn2 != nil && conn2.ProfileKey != nil && strings.TrimSpace(*conn2.ProfileKey) != "" {
+		base = strings.TrimSpace(*conn2.ProfileKey)
+	}
+	if conn.ConnectionID == conn.ConnectorID {
+		return base
+	}
+	return base + ":" + conn.ConnectionID
+}
+
+// DerivedConnectionID is the id given to a connection created without one (SPEC §1.2).
+func DerivedConnectionID(connectorID, sourceKind, bindingKey string) string {
+	sum := sha256.Sum256([]byte("owner_local\n" + connectorID + "\n" + sourceKind + "\n" + bindingKey))
+	return "cin_" + hex.EncodeToString(sum[:])[:24]
+}

@@ -1,0 +1,22 @@
+package catalog
+
+import (
+	"github.com/uptrace/bun"
+	"go.uber.org/fx"
+
+	"connsum/modules/bootstrap"
+	"connsum/modules/httpx"
+)
+
+// Module provides the catalog store, its Reader port and its write routes.
+var Module = fx.Module("catalog",
+	fx.Provide(
+		func(db *bun.DB, now bootstrap.Clock) *Store { return NewStore(db, now) },
+		fx.Annotate(func(s *Store) *Store { return s }, fx.As(new(Reader))),
+		fx.Annotate(
+			func(s *Store, n ChangeNotifier) *Handlers { return NewHandlers(s, n) },
+			fx.ParamTags(``, `optional:"true"`),
+			fx.As(new(httpx.Registrar)), fx.ResultTags(`group:"routes"`),
+		),
+	),
+)

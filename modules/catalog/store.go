@@ -1,0 +1,170 @@
+package catalog
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"connsum/modules/bootstrap"
+)
+
+// Store reads and writes connectors and connections.
+type Store struct {
+	db  bun.IDB
+	now bootstrap.Clock
+}
+
+// NewStore returns a Store over db.
+func NewStore(db bun.IDB, now bootstrap.Clock) *Store {
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{db: db, now: now}
+}
+
+// PutConnector creates or replaces a connector; created reports which.
+func (s *Store) PutConnector(ctx context.Context, id string, m Manifest) (c *Connector, created bool, err error) {
+	err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		now := FormatTime(s.now())
+		c = &Connector{ConnectorID: id, DisplayName: m.DisplayName, Version: m.Version, Listed: m.Listed,
+			ProfileKey: m.ProfileKey, Manifest: m.Raw, CreatedAt: now, UpdatedAt: now}
+		var existing Connector
+		switch err := tx.NewSelect().Model(&existing).Where("connector_id = ?", id).Scan(ctx); {
+		case errors.Is(err, sql.ErrNoRows):
+			created = true
+			_, err := tx.NewInsert().Model(c).Exec(ctx)
+			return err
+		case err != nil:
+			return err
+		}
+		c.CreatedAt = existing.CreatedAt
+		_, err := tx.NewUpdate().Model(c).WherePK().Exec(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, false, fmt.Errorf("catalog: put connector %s: %w", id, err)
+	}
+	return c, created, nil
+}
+
+// Connector returns one connector.
+func (s *Store) Connector(ctx context.Context, id string) (*Connector, error) {
+	var c Connector
+	if err := s.db.NewSelect().Model(&c).Where("connector_id = ?", id).Scan(ctx); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, ErrNotFound
+		}
+		return nil, fmt.Errorf("catalog: connector %s: %w", id, err)
+	}
+	return &c, nil
+}
+
+// Connection returns one connection with its connector.
+func (s *Store) Connection(ctx context.Context, id string) (*Entry, error) {
+	entries, err := s.entries(ctx, s.db.NewSelect().Where("c.connection_id = ?", id))
+	if err != nil {
+		return nil, fmt.Errorf("catalog: connection %s: %w", id, err)
+	}
+	if len(entries) == 0 {
+		return nil, ErrNotFound
+	}
+	return &entries[0], nil
+}
+
+// CreateConnection creates a connection, or returns the existing one for the same (connector,
+// source kind, binding key) with created=false. A client-given id already used by a different
+// (connector, kind, key) is a conflict.
+func (s *Store) CreateConnection(ctx context.Context, in ConnectionInput) (conn *Connection, created bool, err error) {
+	err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		connector := new(Connector)
+		if err := tx.NewSelect().Model(connector).Where("connector_id = ?", in.ConnectorID).Scan(ctx); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return ErrNotFound
+			}
+			return err
+		}
+		existing := new(Connection)
+		err := tx.NewSelect().Model(existing).
+			Where("connector_id = ? AND source_kind = ? AND source_binding_key = ?", in.ConnectorID, in.SourceKind, in.SourceBindingKey).
+			Scan(ctx)
+		if err == nil {
+			if in.ConnectionID != "" && in.ConnectionID != existing.ConnectionID {
+				return fmt.Errorf("%w: this connector, source kind and binding key already belong to %s", ErrConflict, existing.ConnectionID)
+			}
+			conn = existing
+			return nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		id := in.ConnectionID
+		if id == "" {
+			id = DerivedConnectionID(in.ConnectorID, in.SourceKind, in.SourceBindingKey)
+		}
+		if n, err := tx.NewSelect().Model((*Connection)(nil)).Where("connection_id = ?", id).Count(ctx); err != nil {
+			return err
+		} else if n > 0 {
+			return fmt.Errorf("%w: connection id %s is already used by another source", ErrConflict, id)
+		}
+		now := FormatTime(s.now())
+		conn = &Connection{ConnectionID: id, ConnectorID: in.ConnectorID, DisplayName: connector.DisplayName,
+			Status: in.Status, SourceKind: in.SourceKind, SourceBindingKey: in.SourceBindingKey, CreatedAt: now, UpdatedAt: now}
+		if in.DisplayName != nil {
+			conn.DisplayName = *in.DisplayName
+		}
+		if in.Status == StatusRevoked {
+			conn.RevokedAt = &now
+		}
+		created = true
+		_, err = tx.NewInsert().Model(conn).Exec(ctx)
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) {
+			return nil, false, err
+		}
+		return nil, false, fmt.Errorf("catalog: create connection: %w", err)
+	}
+	return conn, created, nil
+}
+
+// PatchConnection changes a connection's display name and/or status. revoked_at is set when
+// the status becomes revoked and cleared when it leaves revoked.
+func (s *Store) PatchConnection(ctx context.Context, id string, p ConnectionPatch) (*Connection, error) {
+	conn := new(Connection)
+	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if err := tx.NewSelect().Model(conn).Where("connection_id = ?", id).Scan(ctx); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return ErrNotFound
+			}
+			return err
+		}
+		now := FormatTime(s.now())
+		if p.DisplayName != nil {
+			conn.DisplayName = *p.DisplayName
+		}
+		if p.Status != nil && *p.Status != conn.Status {
+			switch {
+			case *p.Status == StatusRevoked:
+				conn.RevokedAt = &now
+			case conn.Status == StatusRevoked:
+				conn.RevokedAt = nil
+			}
+			conn.Status = *p.Status
+		}
+		conn.UpdatedAt = now
+		_, err := tx.NewUpdate().Model(conn).WherePK().Exec(ctx)
+		return err
+	})
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("catalog: patch connection %s: %w", id, err)
+	}
+	return conn, nil
+}

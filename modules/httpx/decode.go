@@ -1,0 +1,197 @@
+package httpx
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/gofiber/fiber/v2"
+)
+
+// MaxSafeInteger bounds integer figures (2^53), the largest integer every JSON client keeps exactly.
+const MaxSafeInteger = 1 << 53
+
+// Body checks that the request carries a JSON body in valid UTF-8 and returns its bytes.
+// Invalid UTF-8 is refused, never replaced.
+func Body(c *fiber.Ctx) ([]byte, error) {
+	ct := strings.ToLower(strings.TrimSpace(string(c.Request().Header.ContentType())))
+	if ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return nil, &Error{Status: fiber.StatusUnsupportedMediaType, Code: "unsupported_media_type", Message: "the body must be application/json"}
+	}
+	body := c.Body()
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, Invalid("", "the request body is empty; a JSON object is required")
+	}
+	if !utf8.Valid(body) {
+		return nil, Invalid("", "the request body is not valid UTF-8")
+	}
+	return body, nil
+}
+
+// Object is a decoded JSON object whose fields are read one by one with their path named in
+// every error.
+type Object struct {
+	path   string
+	fields map[string]json.RawMessage
+	seen   map[string]bool
+}
+
+// ParseObject decodes raw as a JSON object; path prefixes field names in errors ("" for the root).
+func ParseObject(raw []byte, path string) (*Object, error) {
+	var fields map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if err := dec.Decode(&fields); err != nil || fields == nil {
+		return nil, Invalid(path, "must be a JSON object%s", detail(err))
+	}
+	if dec.More() {
+		return nil, Invalid(path, "unexpected data after the JSON object")
+	}
+	return &Object{path: path, fields: fields, seen: map[string]bool{}}, nil
+}
+
+func detail(err error) string {
+	if err == nil {
+		return ""
+	}
+	if se, ok := err.(*json.SyntaxError); ok {
+		return fmt.Sprintf(" (malformed JSON at byte %d)", se.Offset)
+	}
+	if _, ok := err.(*json.UnmarshalTypeError); ok {
+		return ""
+	}
+	return " (malformed JSON)"
+}
+
+// Path joins the object's path with key.
+func (o *Object) Path(key string) string {
+	if o.path == "" {
+		return key
+	}
+	return o.path + "." + key
+}
+
+// Has reports whether key is present and not null.
+func (o *Object) Has(key string) bool {
+	raw, ok := o.fields[key]
+	return ok && string(raw) != "null"
+}
+
+// Raw returns the raw value of key and marks it read.
+func (o *Object) Raw(key string) (json.RawMessage, bool) {
+	o.seen[key] = true
+	raw, ok := o.fields[key]
+	if !ok || string(raw) == "null" {
+		return nil, false
+	}
+	return raw, true
+}
+
+// String reads an optional string; ok is false when absent or null.
+func (o *Object) String(key string) (string, bool, error) {
+	raw, ok := o.Raw(key)
+	if !ok {
+		return "", false, nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", false, Invalid(o.Path(key), "must be a string")
+	}
+	return s, true, nil
+}
+
+// RequiredString reads a string that must be present and non-empty.
+func (o *Object) RequiredString(key string) (string, error) {
+	s, ok, err := o.String(key)
+	if err != nil {
+		return "", err
+	}
+	if !ok || strings.TrimSpace(s) == "" {
+		return "", Invalid(o.Path(key), "is required")
+	}
+	return s, nil
+}
+
+// Bool reads an optional boolean.
+func (o *Object) Bool(key string) (bool, bool, error) {
+	raw, ok := o.Raw(key)
+	if !ok {
+		return false, false, nil
+	}
+	var b bool
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return false, false, Invalid(o.Path(key), "must be true or false")
+	}
+	return b, true, nil
+}
+
+// NonNegativeInt reads an integer in [0, 2^53). Fractions, exponents that leave the integers,
+// strings and out-of-range values are refused.
+func (o *Object) NonNegativeInt(key string, required bool) (int64, bool, error) {
+	raw, ok := o.Raw(key)
+	if !ok {
+		if required {
+			return 0, false, Invalid(o.Path(key), "is required")
+		}
+		return 0, false, nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(raw, &n); err != nil {
+		return 0, false, Invalid(o.Path(key), "must be a non-negative integer")
+	}
+	f, err := n.Float64()
+	if err != nil || math.IsInf(f, 0) || f != math.Trunc(f) {
+		return 0, false, Invalid(o.Path(key), "must be a non-negative integer")
+	}
+	if f < 0 {
+		return 0, false, Invalid(o.Path(key), "must not be negative")
+	}
+	if f >= MaxSafeInteger {
+		return 0, false, Invalid(o.Path(key), "must be below 2^53")
+	}
+	return int64(f), true, nil
+}
+
+// Object reads an optional nested object.
+func (o *Object) Object(key string) (*Object, bool, error) {
+	raw, ok := o.Raw(key)
+	if !ok {
+		return nil, false, nil
+	}
+	if len(raw) == 0 || raw[0] != '{' {
+		return nil, false, Invalid(o.Path(key), "must be a JSON object")
+	}
+	sub, err := ParseObject(raw, o.Path(key))
+	return sub, err == nil, err
+}
+
+// Array reads an optional array and returns its raw elements.
+func (o *Object) Array(key string) ([]json.RawMessage, bool, error) {
+	raw, ok := o.Raw(key)
+	if !ok {
+		return nil, false, nil
+	}
+	var items []json.RawMessage
+	if len(raw) == 0 || raw[0] != '[' || json.Unmarshal(raw, &items) != nil {
+		return nil, false, Invalid(o.Path(key), "must be an array")
+	}
+	return items, true, nil
+}
+
+// RejectUnknown refuses keys that were never read; the first unknown key (sorted) is named.
+func (o *Object) RejectUnknown() error {
+	var unknown []string
+	for k := range o.fields {
+		if !o.seen[k] {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	return Invalid(o.Path(unknown[0]), "is not a known field")
+}

@@ -1,0 +1,59 @@
+package httpx
+
+import (
+	"bytes"
+	"encoding/json"
+
+	"github.com/gofiber/fiber/v2"
+)
+
+// Access says which credential a route needs.
+type Access int
+
+// The route classes of SPEC §2.1.
+const (
+	Public Access = iota // no token
+	Owner                // owner token (bearer or cookie)
+	Admin                // admin token; 404 when none is configured
+)
+
+// String names the access class.
+func (a Access) String() string {
+	return [...]string{"public", "owner", "admin"}[a]
+}
+
+// Route is one HTTP route a module contributes. The app registers it behind the guard of its
+// Access class.
+type Route struct {
+	Method  string
+	Path    string
+	Access  Access
+	Handler fiber.Handler
+}
+
+// Registrar is what modules put in the fx value group "routes".
+type Registrar interface {
+	Routes() []Route
+}
+
+// RegistrarFunc adapts a function to Registrar.
+type RegistrarFunc func() []Route
+
+// Routes implements Registrar.
+func (f RegistrarFunc) Routes() []Route { return f() }
+
+// JSON writes v with status and the JSON content type.
+func JSON(c *fiber.Ctx, status int, v any) error {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return err
+	}
+	c.Status(status)
+	c.Set(fiber.HeaderContentType, ContentTypeJSON)
+	return c.Send(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+}
+
+// ContentTypeJSON is the content type of every JSON answer.
+const ContentTypeJSON = "application/json; charset=utf-8"

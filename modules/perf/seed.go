@@ -1,0 +1,272 @@
+// Package perf holds the data profiles that `connsum seed` loads and the `connsum bench`
+// harnesses. It writes through the modules' own stores, so seeded data passes the same
+// validation as data sent over HTTP.
+package perf
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"connsum/modules/catalog"
+	"connsum/modules/retained"
+	"connsum/modules/runs"
+)
+
+// SeedStats counts what a profile loaded.
+type SeedStats struct {
+	Connectors, Connections, Events int
+}
+
+// connectorSpec describes one connector of a profile and its connections.
+type connectorSpec struct {
+	id, name, profileKey string
+	browser, unlisted    bool
+	streams              []string
+	maxStaleness         int64
+	connections          []connectionSpec
+}
+
+type connectionSpec struct {
+	name, kind, binding, status string
+	runs                        int
+	failRate                    float64
+}
+
+// Seed loads a named profile. The data is deterministic for a given seed and day: times are
+// laid out backwards from the start of the current UTC hour, so the demo always looks recent.
+func Seed(ctx context.Context, db *bun.DB, profile string, seed int64, progress io.Writer) (SeedStats, error) {
+	var specs []connectorSpec
+	switch profile {
+	case "demo":
+		specs = demoProfile()
+	default:
+		return SeedStats{}, fmt.Errorf("unknown profile %q (demo, live, fleet)", profile)
+	}
+	return load(ctx, db, specs, seed, progress)
+}
+
+func demoProfile() []connectorSpec {
+	return []connectorSpec{
+		{id: "amazon", name: "Amazon", profileKey: "amazon-shopping", browser: true, streams: []string{"orders", "returns"}, maxStaleness: 86400,
+			connections: []connectionSpec{
+				{name: "Amazon — personal", kind: "browser_collector", binding: "personal", runs: 90, failRate: 0.1},
+				{name: "Amazon — work", kind: "browser_collector", binding: "work", runs: 60, failRate: 0.35},
+				{name: "Amazon — family", kind: "browser_collector", binding: "family", runs: 40, failRate: 0.2},
+				{name: "Amazon — new enrollment", kind: "browser_collector", binding: "shell", status: catalog.StatusDraft, runs: 6, failRate: 1},
+			}},
+		{id: "chase", name: "Chase", browser: true, streams: []string{"transactions", "statements"}, maxStaleness: 86400,
+			connections: []connectionSpec{
+				{name: "Chase — checking", kind: "browser_collector", binding: "checking", runs: 80, failRate: 0.15},
+				{name: "Chase — business", kind: "browser_collector", binding: "business", runs: 50, failRate: 0.3},
+				{name: "Chase — draft", kind: "browser_collector", binding: "shell", status: catalog.StatusDraft, runs: 4, failRate: 1},
+			}},
+		{id: "gmail", name: "Gmail", streams: []string{"messages", "labels"}, maxStaleness: 3600,
+			connections: []connectionSpec{{name: "Gmail", binding: "me@example.com", runs: 150, failRate: 0.05}}},
+		{id: "slack", name: "Slack", streams: []string{"messages", "channels"}, maxStaleness: 7200,
+			connections: []connectionSpec{{name: "Slack — team", binding: "team", runs: 120, failRate: 0.08}}},
+		{id: "apple-health", name: "Apple Health", streams: []string{"workouts", "heart_rate"}, maxStaleness: 172800,
+			connections: []connectionSpec{{name: "iPhone", kind: "local_device", binding: "iphone", runs: 60, failRate: 0.05}}},
+		{id: "github", name: "GitHub", streams: []string{"repositories", "issues"},
+			connections: []connectionSpec{{name: "GitHub (old account)", binding: "old", status: catalog.StatusRevoked, runs: 30, failRate: 0.1}}},
+		{id: "spotify", name: "Spotify", streams: []string{"plays"}, maxStaleness: 86400,
+			connections: []connectionSpec{{name: "Spotify", binding: "me", status: catalog.StatusPaused, runs: 40, failRate: 0.1}}},
+		{id: "internal-probe", name: "Internal probe", unlisted: true, streams: []string{"pings"},
+			connections: []connectionSpec{{name: "Probe", binding: "probe", runs: 20, failRate: 0}}},
+	}
+}
+
+// load writes specs through the catalog, ingest and retained stores.
+func load(ctx context.Context, db *bun.DB, specs []connectorSpec, seed int64, progress io.Writer) (SeedStats, error) {
+	rng := rand.New(rand.NewSource(seed))
+	base := time.Now().UTC().Truncate(time.Hour)
+	clock := func() time.Time { return base }
+	cat := catalog.NewStore(db, clock)
+	ing := runs.NewIngester(db, time.Now)
+	ret := retained.NewStore(db, clock)
+	var st SeedStats
+	var batch []json.RawMessage
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		events := make([]*runs.Event, len(batch))
+		for i, raw := range batch {
+			e, err := runs.ParseEvent(raw, fmt.Sprintf("seed[%d]", i))
+			if err != nil {
+				return err
+			}
+			events[i] = e
+		}
+		if _, err := ing.Append(ctx, events); err != nil {
+			return err
+		}
+		st.Events += len(batch)
+		batch = batch[:0]
+		return nil
+	}
+	for ci, spec := range specs {
+		manifest := map[string]any{"display_name": spec.name, "version": fmt.Sprintf("1.%d.0", ci)}
+		var streams []map[string]string
+		for _, s := range spec.streams {
+			streams = append(streams, map[string]string{"name": s})
+		}
+		manifest["streams"] = streams
+		caps := map[string]any{}
+		if spec.maxStaleness > 0 {
+			caps["refresh_policy"] = map[string]any{"maximum_staleness_seconds": spec.maxStaleness}
+		}
+		if spec.browser {
+			caps["browser_surface"] = map[string]any{"profile_key": spec.profileKey}
+		}
+		if spec.unlisted {
+			caps["public_listing"] = map[string]any{"listed": false}
+		}
+		manifest["capabilities"] = caps
+		raw, _ := json.Marshal(manifest)
+		m, err := catalog.ParseManifest(raw)
+		if err != nil {
+			return st, err
+		}
+		connector, _, err := cat.PutConnector(ctx, spec.id, m)
+		if err != nil {
+			return st, err
+		}
+		st.Connectors++
+		for ni, cs := range spec.connections {
+			kind := cs.kind
+			if kind == "" {
+				kind = "account"
+			}
+			status := cs.status
+			if status == "" {
+				status = catalog.StatusActive
+			}
+			name := cs.name
+			conn, _, err := cat.CreateConnection(ctx, catalog.ConnectionInput{ConnectorID: spec.id, DisplayName: &name,
+				Status: status, SourceKind: kind, SourceBindingKey: cs.binding})
+			if err != nil {
+				return st, err
+			}
+			// Spread created_at so the feed order inside a connector is by creation.
+			if _, err := db.NewUpdate().Table("connections").Set("created_at = ?", catalog.FormatTime(base.Add(time.Duration(ni)*time.Minute))).
+				Where("connection_id = ?", conn.ConnectionID).Exec(ctx); err != nil {
+				return st, err
+			}
+			st.Connections++
+			key := catalog.ExpectedProfileKey(conn, connector)
+			for _, ev := range runEvents(rng, spec, cs, conn.ConnectionID, key, base) {
+				batch = append(batch, ev)
+				if len(batch) >= 1000 {
+					if err := flush(); err != nil {
+						return st, err
+					}
+				}
+			}
+			if status == catalog.StatusDraft {
+				continue
+			}
+			for _, s := range spec.streams {
+				n := int64(rng.Intn(5000))
+				last := catalog.FormatTime(base.Add(-time.Duration(rng.Intn(72)) * time.Hour))
+				f := retained.Figures{RecordCount: n, RecordJSONBytes: n * int64(200+rng.Intn(800)),
+					RecordChangesCount: n / 10, RecordChangesJSONBytes: n * 40, BlobCount: int64(rng.Intn(50)),
+					BlobBytes: int64(rng.Intn(20 << 20)), LastRecordAt: &last}
+				if _, err := ret.Put(ctx, conn.ConnectionID, s, f); err != nil {
+					return st, err
+				}
+			}
+		}
+		if progress != nil {
+			fmt.Fprintf(progress, "\rseeding: %d/%d connectors, %d events", ci+1, len(specs), st.Events+len(batch))
+		}
+	}
+	if err := flush(); err != nil {
+		return st, err
+	}
+	if progress != nil {
+		fmt.Fprintln(progress)
+	}
+	return st, nil
+}
+
+// runEvents lays out cs.runs runs backwards from base, newest first in time. Browser runs carry
+// data.browser_surface keyed to the connection's expected profile key; other runs carry the
+// connection id explicitly. Some browser runs fail at the surface stage.
+func runEvents(rng *rand.Rand, spec connectorSpec, cs connectionSpec, connID, key string, base time.Time) []json.RawMessage {
+	var out []json.RawMessage
+	gap := 6 * time.Hour
+	if cs.runs > 100 {
+		gap = 2 * time.Hour
+	}
+	for r := 0; r < cs.runs; r++ {
+		runID := fmt.Sprintf("run_%s_%04d", connID[4:12], r)
+		start := base.Add(-time.Duration(r)*gap - time.Duration(rng.Intn(3600))*time.Second - 10*time.Minute)
+		evID := 0
+		emit := func(typ, status string, at time.Time, data map[string]any) {
+			evID++
+			e := map[string]any{"event_id": fmt.Sprintf("%s_e%d", runID, evID), "event_type": typ,
+				"occurred_at": at.Format(time.RFC3339Nano), "run_id": runID, "source_kind": "connector", "source_id": spec.id}
+			if status != "" {
+				e["status"] = status
+			}
+			if data == nil {
+				data = map[string]any{}
+			}
+			if spec.browser {
+				bs := map[string]any{"pending_run_id": runID, "browser_surface_lease_id": fmt.Sprintf("lease_%s", runID),
+					"browser_surface_profile_key": key, "browser_surface_status": "leased"}
+				if v, ok := data["_bs_status"]; ok {
+					bs["browser_surface_status"] = v
+					delete(data, "_bs_status")
+				}
+				if v, ok := data["_bs_wait"]; ok {
+					bs["browser_surface_wait_reason"] = v
+					delete(data, "_bs_wait")
+				}
+				data["browser_surface"] = bs
+			} else {
+				e["connection_id"] = connID
+			}
+			if len(data) > 0 {
+				e["data"] = data
+			}
+			raw, _ := json.Marshal(e)
+			out = append(out, raw)
+		}
+		roll := rng.Float64()
+		if spec.browser && roll < 0.08 {
+			wait := []string{"capacity_full", "surface_start_failed", "surface_readiness_timeout"}[rng.Intn(3)]
+			emit("run.browser_surface_requested", "waiting_for_browser_surface", start, map[string]any{"_bs_status": "waiting_for_browser_surface", "_bs_wait": wait})
+			emit("run.browser_surface_failed", "surface_failed", start.Add(90*time.Second), map[string]any{"_bs_status": "surface_failed", "_bs_wait": wait})
+			continue
+		}
+		if spec.browser {
+			emit("run.browser_surface_leased", "leased", start.Add(-20*time.Second), map[string]any{"_bs_status": "leased"})
+		}
+		emit("run.started", "running", start, nil)
+		t := start
+		for p := 0; p < 1+rng.Intn(3); p++ {
+			t = t.Add(time.Duration(20+rng.Intn(200)) * time.Second)
+			emit("run.progress", "running", t, map[string]any{"records": rng.Intn(500)})
+		}
+		t = t.Add(time.Duration(5+rng.Intn(60)) * time.Second)
+		if r == 0 && cs.status == "" && rng.Float64() < 0.3 && cs.failRate < 1 {
+			continue // still running
+		}
+		if rng.Float64() < cs.failRate {
+			reason := []string{"login_required", "rate_limited", "mfa_timeout", "upstream_5xx"}[rng.Intn(4)]
+			emit("run.failed", "failed", t, map[string]any{"reason": reason})
+		} else {
+			emit("run.completed", "succeeded", t, map[string]any{"known_gaps": []string{},
+				"collection_facts": map[string]any{"records_seen": rng.Intn(2000)}})
+		}
+	}
+	return out
+}
+

@@ -1,0 +1,198 @@
+// Package retained stores how many records and bytes the server holds per connection and
+// stream, and reads them back for one connection or for all connections at once.
+package retained
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"connsum/modules/bootstrap"
+)
+
+// ErrNotFound is returned for an unknown connection or stream.
+var ErrNotFound = errors.New("retained: not found")
+
+// Figures are the absolute counters a collector reports for one stream (SPEC §1.5).
+type Figures struct {
+	RecordCount            int64   `bun:"record_count" json:"record_count"`
+	RecordJSONBytes        int64   `bun:"record_json_bytes" json:"record_json_bytes"`
+	RecordChangesCount     int64   `bun:"record_changes_count" json:"record_changes_count"`
+	RecordChangesJSONBytes int64   `bun:"record_changes_json_bytes" json:"record_changes_json_bytes"`
+	BlobCount              int64   `bun:"blob_count" json:"blob_count"`
+	BlobBytes              int64   `bun:"blob_bytes" json:"blob_bytes"`
+	LastRecordAt           *string `bun:"last_record_at" json:"last_record_at"`
+}
+
+// TotalBytes is record_json_bytes + record_changes_json_bytes + blob_bytes.
+func (f Figures) TotalBytes() int64 { return f.RecordJSONBytes + f.RecordChangesJSONBytes + f.BlobBytes }
+
+// StreamRow is one stored stream row.
+type StreamRow struct {
+	bun.BaseModel `bun:"table:retained_streams"`
+	ConnectionID  string `bun:"connection_id,pk" json:"connection_id"`
+	Stream        string `bun:"stream,pk" json:"stream"`
+	Figures
+	TotalBytesCol int64  `bun:"total_bytes" json:"total_bytes"`
+	UpdatedAt     string `bun:"updated_at" json:"updated_at"`
+}
+
+// ConnectionRow holds the sums over a connection's streams, kept in step with them.
+type ConnectionRow struct {
+	bun.BaseModel `bun:"table:retained_connections"`
+	ConnectionID  string `bun:"connection_id,pk"`
+	StreamCount   int64  `bun:"stream_count"`
+	Figures
+	TotalBytesCol int64  `bun:"total_bytes"`
+	UpdatedAt     string `bun:"updated_at"`
+}
+
+// Retained is what the feed knows about one connection: its row (nil when it has none) and its
+// stream rows sorted by stream.
+type Retained struct {
+	Connection *ConnectionRow
+	Streams    []StreamRow
+}
+
+// Snapshot is the retained port the feed reads through (SPEC §4.5).
+type Snapshot interface {
+	// All loads the rows of the given connections (all connections when ids is nil) in two
+	// statements, grouped by connection in memory.
+	All(ctx context.Context, ids []string) (map[string]*Retained, error)
+	// ForConnection loads one connection's rows only.
+	ForConnection(ctx context.Context, id string) (*Retained, error)
+}
+
+// Store writes and reads retained rows.
+type Store struct {
+	db  bun.IDB
+	now bootstrap.Clock
+}
+
+var _ Snapshot = (*Store)(nil)
+
+// NewStore returns a Store over db.
+func NewStore(db bun.IDB, now bootstrap.Clock) *Store {
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{db: db, now: now}
+}
+
+// Put upserts one stream row and recomputes the connection row in the same transaction.
+func (s *Store) Put(ctx context.Context, connectionID, stream string, f Figures) (*StreamRow, error) {
+	row := &StreamRow{ConnectionID: connectionID, Stream: stream, Figures: f, TotalBytesCol: f.TotalBytes(),
+		UpdatedAt: s.now().UTC().Format("2006-01-02T15:04:05.000Z")}
+	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		if err := connectionExists(ctx, tx, connectionID); err != nil {
+			return err
+		}
+		if _, err := tx.NewInsert().Model(row).On("CONFLICT (connection_id, stream) DO UPDATE").
+			Set("record_count = EXCLUDED.record_count, record_json_bytes = EXCLUDED.record_json_bytes").
+			Set("record_changes_count = EXCLUDED.record_changes_count, record_changes_json_bytes = EXCLUDED.record_changes_json_bytes").
+			Set("blob_count = EXCLUDED.blob_count, blob_bytes = EXCLUDED.blob_bytes, total_bytes = EXCLUDED.total_bytes").
+			Set("last_record_at = EXCLUDED.last_record_at, updated_at = EXCLUDED.updated_at").Exec(ctx); err != nil {
+			return err
+		}
+		return s.resum(ctx, tx, connectionID, row.UpdatedAt)
+	})
+	if err != nil {
+		if errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("retained: put %s/%s: %w", connectionID, stream, err)
+	}
+	return row, nil
+}
+
+// Delete removes one stream row and recomputes the connection row (removed with its last stream).
+func (s *Store) Delete(ctx context.Context, connectionID, stream string) error {
+	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		res, err := tx.NewDelete().Model((*StreamRow)(nil)).Where("connection_id = ? AND stream = ?", connectionID, stream).Exec(ctx)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		return s.resum(ctx, tx, connectionID, s.now().UTC().Format("2006-01-02T15:04:05.000Z"))
+	})
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("retained: delete %s/%s: %w", connectionID, stream, err)
+	}
+	return err
+}
+
+func connectionExists(ctx context.Context, tx bun.Tx, id string) error {
+	var one int
+	err := tx.NewSelect().Table("connections").ColumnExpr("1").Where("connection_id = ?", id).Scan(ctx, &one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	return err
+}
+
+// resum rewrites the connection row as the sums over its stream rows: one statement to clear,
+// one to insert the aggregate (nothing when no stream is left).
+func (s *Store) resum(ctx context.Context, tx bun.Tx, id, now string) error {
+	if _, err := tx.NewDelete().Model((*ConnectionRow)(nil)).Where("connection_id = ?", id).Exec(ctx); err != nil {
+		return err
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO retained_connections (connection_id, stream_count, record_count,
+		record_json_bytes, record_changes_count, record_changes_json_bytes, blob_count, blob_bytes, total_bytes,
+		last_record_at, updated_at)
+		SELECT connection_id, count(*), sum(record_count), sum(record_json_bytes), sum(record_changes_count),
+			sum(record_changes_json_bytes), sum(blob_count), sum(blob_bytes), sum(total_bytes), max(last_record_at), ?
+		FROM retained_streams WHERE connection_id = ? GROUP BY connection_id`, now, id)
+	return err
+}
+
+// All implements Snapshot.
+func (s *Store) All(ctx context.Context, ids []string) (map[string]*Retained, error) {
+	if ids != nil && len(ids) == 0 {
+		return map[string]*Retained{}, nil
+	}
+	var conns []ConnectionRow
+	var streams []StreamRow
+	cq := s.db.NewSelect().Model(&conns)
+	sq := s.db.NewSelect().Model(&streams).OrderExpr("connection_id, stream")
+	if ids != nil {
+		cq = cq.Where("connection_id IN (?)", bun.In(ids))
+		sq = sq.Where("connection_id IN (?)", bun.In(ids))
+	}
+	if err := cq.Scan(ctx); err != nil {
+		return nil, fmt.Errorf("retained: connection rows: %w", err)
+	}
+	if err := sq.Scan(ctx); err != nil {
+		return nil, fmt.Errorf("retained: stream rows: %w", err)
+	}
+	out := make(map[string]*Retained, len(conns))
+	for i := range conns {
+		out[conns[i].ConnectionID] = &Retained{Connection: &conns[i]}
+	}
+	for _, st := range streams {
+		r := out[st.ConnectionID]
+		if r == nil {
+			r = &Retained{}
+			out[st.ConnectionID] = r
+		}
+		r.Streams = append(r.Streams, st)
+	}
+	return out, nil
+}
+
+// ForConnection implements Snapshot.
+func (s *Store) ForConnection(ctx context.Context, id string) (*Retained, error) {
+	all, err := s.All(ctx, []string{id})
+	if err != nil {
+		return nil, err
+	}
+	if r := all[id]; r != nil {
+		return r, nil
+	}
+	return &Retained{}, nil
+}

@@ -1,0 +1,267 @@
+// Package runs owns the spine event log: ingest, the run-summary fold, run pages with
+// per-projection reuse, and the matcher that decides which runs belong to a connection.
+package runs
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"connsum/modules/httpx"
+)
+
+// Limits of one event (SPEC §1.4).
+const (
+	MaxDataBytes = 64 << 10
+	MaxDataDepth = 32
+)
+
+var (
+	eventIDRE   = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
+	eventTypeRE = regexp.MustCompile(`^[a-z][a-z0-9_.]{0,63}$`)
+	statusRE    = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+	sourceKindRE = regexp.MustCompile(`^(connector|provider_native)$`)
+)
+
+// TimeFormat is the stored time form (UTC, milliseconds).
+const TimeFormat = "2006-01-02T15:04:05.000Z"
+
+// Event is one validated spine event with the fields the fold needs extracted at write time,
+// so reads never parse `data` except for terminal events.
+type Event struct {
+	bun.BaseModel `bun:"table:spine_events"`
+
+	EventSeq            int64   `bun:"event_seq,pk,autoincrement"`
+	EventID             string  `bun:"event_id"`
+	EventType           string  `bun:"event_type"`
+	OccurredAt          string  `bun:"occurred_at"`
+	RecordedAt          string  `bun:"recorded_at"`
+	RunID               *string `bun:"run_id"`
+	SourceKind          *string `bun:"source_kind"`
+	SourceID            *string `bun:"source_id"`
+	ConnectorInstanceID *string `bun:"connector_instance_id"`
+	ConnectionID        *string `bun:"connection_id"`
+	Status              *string `bun:"status"`
+	Data                *string `bun:"data"`
+	ContentHash         string  `bun:"content_hash"`
+	ConnectionRef       *string `bun:"connection_ref"`
+	FailureReason       *string `bun:"failure_reason"`
+	BSPresent           bool    `bun:"bs_present"`
+	BSStatus            *string `bun:"bs_status"`
+	BSWaitReason        *string `bun:"bs_wait_reason"`
+	BSProfileKey        *string `bun:"bs_profile_key"`
+}
+
+// ParseEvent validates one event object; path names it in errors ("events[3]").
+func ParseEvent(raw []byte, path string) (*Event, error) {
+	o, err := httpx.ParseObject(raw, path)
+	if err != nil {
+		return nil, err
+	}
+	e := &Event{}
+	str := func(key string, re *regexp.Regexp, what string) (*string, error) {
+		s, ok, err := o.String(key)
+		if err != nil || !ok {
+			return nil, err
+		}
+		if !re.MatchString(s) {
+			return nil, httpx.Invalid(o.Path(key), "must match %s", what)
+		}
+		return &s, nil
+	}
+	id, err := str("event_id", eventIDRE, eventIDRE.String())
+	if err != nil {
+		return nil, err
+	}
+	if id != nil {
+		e.EventID = *id
+	}
+	if e.EventType, err = o.RequiredString("event_type"); err != nil {
+		return nil, err
+	}
+	if !eventTypeRE.MatchString(e.EventType) {
+		return nil, httpx.Invalid(o.Path("event_type"), "must match %s", eventTypeRE.String())
+	}
+	at, err := o.RequiredString("occurred_at")
+	if err != nil {
+		return nil, err
+	}
+	t, err := time.Parse(time.RFC3339Nano, at)
+	if err != nil { // RFC 3339 parsing requires the offset ("Z" or ±hh:mm)
+		return nil, httpx.Invalid(o.Path("occurred_at"), "must be an RFC 3339 timestamp with an offset, e.g. 2026-11-20T08:01:02.345+01:00")
+	}
+	if t.Year() < 1970 || t.Year() > 9999 {
+		return nil, httpx.Invalid(o.Path("occurred_at"), "must be between 1970 and 9999")
+	}
+	e.OccurredAt = t.UTC().Format(TimeFormat)
+	if e.RunID, err = str("run_id", eventIDRE, eventIDRE.String()); err != nil {
+		return nil, err
+	}
+	if e.SourceKind, err = str("source_kind", sourceKindRE, "connector or provider_native"); err != nil {
+		return nil, err
+	}
+	if e.SourceID, err = str("source_id", eventIDRE, eventIDRE.String()); err != nil {
+		return nil, err
+	}
+	if (e.SourceKind == nil) != (e.SourceID == nil) {
+		return nil, httpx.Invalid(o.Path("source_id"), "source_kind and source_id come together or not at all")
+	}
+	if e.ConnectorInstanceID, err = str("connector_instance_id", eventIDRE, eventIDRE.String()); err != nil {
+		return nil, err
+	}
+	if e.ConnectionID, err = str("connection_id", eventIDRE, eventIDRE.String()); err != nil {
+		return nil, err
+	}
+	if e.ConnectorInstanceID != nil && e.ConnectionID != nil && *e.ConnectorInstanceID != *e.ConnectionID {
+		return nil, httpx.Invalid(o.Path("connection_id"), "connection_id and connector_instance_id name the same thing and must agree")
+	}
+	if e.Status, err = str("status", statusRE, statusRE.String()); err != nil {
+		return nil, err
+	}
+	var data map[string]any
+	if raw, ok := o.Raw("data"); ok {
+		if data, err = parseData(raw, o.Path("data")); err != nil {
+			return nil, err
+		}
+		canonical, _ := json.Marshal(data)
+		s := string(canonical)
+		e.Data = &s
+	}
+	if err := o.RejectUnknown(); err != nil {
+		return nil, err
+	}
+	e.extract(data)
+	e.ContentHash = e.contentHash()
+	return e, nil
+}
+
+// parseData checks size and depth and decodes numbers exactly.
+func parseData(raw json.RawMessage, path string) (map[string]any, error) {
+	if len(raw) == 0 || raw[0] != '{' {
+		return nil, httpx.Invalid(path, "must be a JSON object")
+	}
+	if len(raw) > MaxDataBytes {
+		return nil, httpx.Invalid(path, "must be at most %d bytes encoded", MaxDataBytes)
+	}
+	if depth(raw) > MaxDataDepth {
+		return nil, httpx.Invalid(path, "must be nested at most %d levels", MaxDataDepth)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return nil, httpx.Invalid(path, "must be a JSON object")
+	}
+	return m, nil
+}
+
+// depth returns the deepest nesting of objects and arrays, ignoring brackets inside strings.
+func depth(raw []byte) int {
+	d, maxD, inStr, esc := 0, 0, false, false
+	for _, b := range raw {
+		switch {
+		case esc:
+			esc = false
+		case inStr && b == '\\':
+			esc = true
+		case b == '"':
+			inStr = !inStr
+		case inStr:
+		case b == '{' || b == '[':
+			d++
+			maxD = max(maxD, d)
+		case b == '}' || b == ']':
+			d--
+		}
+	}
+	return maxD
+}
+
+func nonEmpty(v any) *string {
+	if s, ok := v.(string); ok && s != "" {
+		return &s
+	}
+	return nil
+}
+
+func firstNonEmpty(vals ...*string) *string {
+	for _, v := range vals {
+		if v != nil && *v != "" {
+			return v
+		}
+	}
+	return nil
+}
+
+// extract fills the columns the fold reads, so reads need not parse data.
+func (e *Event) extract(data map[string]any) {
+	e.ConnectionRef = firstNonEmpty(e.ConnectorInstanceID, e.ConnectionID, nonEmpty(data["connector_instance_id"]), nonEmpty(data["connection_id"]))
+	e.FailureReason = firstNonEmpty(nonEmpty(data["reason"]), nonEmpty(data["failure_reason"]))
+	if bs, ok := data["browser_surface"].(map[string]any); ok {
+		e.BSPresent = true
+		e.BSStatus = nonEmpty(bs["browser_surface_status"])
+		e.BSWaitReason = nonEmpty(bs["browser_surface_wait_reason"])
+		e.BSProfileKey = nonEmpty(bs["browser_surface_profile_key"])
+	}
+}
+
+// contentHash identifies the event's content (everything but its id and server fields), so a
+// re-sent event with the same id is told apart from a conflicting one.
+func (e *Event) contentHash() string {
+	h := sha256.New()
+	for _, p := range []*string{&e.EventType, &e.OccurredAt, e.RunID, e.SourceKind, e.SourceID, e.ConnectorInstanceID, e.ConnectionID, e.Status, e.Data} {
+		if p == nil {
+			h.Write([]byte{0})
+		} else {
+			fmt.Fprintf(h, "\x01%d:%s", len(*p), *p)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// newEventID generates an id for an event sent without one.
+func newEventID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return "evt_" + hex.EncodeToString(b[:])
+}
+
+// MaxBatchEvents bounds one POST /_ref/spine/events batch.
+const MaxBatchEvents = 5000
+
+// ParseBatch validates a {"events": [...]} body; the whole batch is refused on the first bad event.
+func ParseBatch(raw []byte, maxEvents int) ([]*Event, error) {
+	o, err := httpx.ParseObject(raw, "")
+	if err != nil {
+		return nil, err
+	}
+	items, ok, err := o.Array("events")
+	if err != nil {
+		return nil, err
+	}
+	if !ok || len(items) == 0 {
+		return nil, httpx.Invalid("events", "is required and must hold at least one event")
+	}
+	if err := o.RejectUnknown(); err != nil {
+		return nil, err
+	}
+	if len(items) > maxEvents {
+		return nil, &httpx.Error{Status: 413, Code: "too_large", Message: fmt.Sprintf("a batch holds at most %d events", maxEvents), Field: "events"}
+	}
+	out := make([]*Event, len(items))
+	for i, it := range items {
+		if out[i], err = ParseEvent(it, fmt.Sprintf("events[%d]", i)); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func itoa(i int) string { return fmt.Sprint(i) }
