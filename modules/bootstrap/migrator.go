@@ -125,4 +125,3 @@ func (m *Migrator) lock(ctx context.Context) (func(), error) {
 		_ = conn.Close()
 	}, nil
 }
-

@@ -73,7 +73,9 @@ type Routes struct {
 }
 
 // NewRoutes returns the bootstrap routes.
-func NewRoutes(db *bun.DB, m *Migrator, ready *Ready) *Routes { return &Routes{db: db, m: m, ready: ready} }
+func NewRoutes(db *bun.DB, m *Migrator, ready *Ready) *Routes {
+	return &Routes{db: db, m: m, ready: ready}
+}
 
 // Routes implements httpx.Registrar.
 func (r *Routes) Routes() []httpx.Route {

@@ -269,4 +269,3 @@ func runEvents(rng *rand.Rand, spec connectorSpec, cs connectionSpec, connID, ke
 	}
 	return out
 }
-

@@ -29,7 +29,9 @@ type Figures struct {
 }
 
 // TotalBytes is record_json_bytes + record_changes_json_bytes + blob_bytes.
-func (f Figures) TotalBytes() int64 { return f.RecordJSONBytes + f.RecordChangesJSONBytes + f.BlobBytes }
+func (f Figures) TotalBytes() int64 {
+	return f.RecordJSONBytes + f.RecordChangesJSONBytes + f.BlobBytes
+}
 
 // StreamRow is one stored stream row.
 type StreamRow struct {

@@ -24,9 +24,9 @@ const (
 )
 
 var (
-	eventIDRE   = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
-	eventTypeRE = regexp.MustCompile(`^[a-z][a-z0-9_.]{0,63}$`)
-	statusRE    = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+	eventIDRE    = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
+	eventTypeRE  = regexp.MustCompile(`^[a-z][a-z0-9_.]{0,63}$`)
+	statusRE     = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
 	sourceKindRE = regexp.MustCompile(`^(connector|provider_native)$`)
 )
 
