@@ -14,6 +14,7 @@ import (
 	"connsum/modules/httpx"
 	"connsum/modules/retained"
 	"connsum/modules/runs"
+	"connsum/modules/summary"
 )
 
 // Listening reports the address the HTTP server bound (useful with http.addr port 0).
@@ -31,12 +32,13 @@ func Modules(cfg *Config, tokens Tokens, log *slog.Logger) fx.Option {
 		catalog.Module,
 		runs.Module,
 		retained.Module,
-		featureModules(cfg),
+		fx.Supply(summary.Options{CacheTTL: cfg.CacheTTL, CacheSQLite: cfg.CacheSQLite}),
+		summary.Module,
 		fx.Provide(fx.Annotate(
-			func(cfg *Config, tokens Tokens, log *slog.Logger, regs []httpx.Registrar) *fiber.App {
-				return NewServer(ServerParams{Config: cfg, Tokens: tokens, Registrars: regs, Log: log})
+			func(cfg *Config, tokens Tokens, log *slog.Logger, regs []httpx.Registrar, mw []httpx.Middleware) *fiber.App {
+				return NewServer(ServerParams{Config: cfg, Tokens: tokens, Registrars: regs, Middleware: mw, Log: log})
 			},
-			fx.ParamTags(``, ``, ``, `group:"routes"`),
+			fx.ParamTags(``, ``, ``, `group:"routes"`, `group:"middleware"`),
 		)),
 		fx.Provide(func() *Listening { return &Listening{} }),
 		fx.Invoke(startServer),

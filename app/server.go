@@ -29,6 +29,7 @@ type ServerParams struct {
 	Config     *Config
 	Tokens     Tokens
 	Registrars []httpx.Registrar
+	Middleware []httpx.Middleware
 	Log        *slog.Logger
 }
 
@@ -44,6 +45,10 @@ func NewServer(p ServerParams) *fiber.App {
 		ErrorHandler:          errorHandler(p.Log),
 	})
 	app.Use(recover.New())
+	sort.Slice(p.Middleware, func(i, j int) bool { return p.Middleware[i].Name < p.Middleware[j].Name })
+	for _, m := range p.Middleware {
+		app.Use(m.Handler)
+	}
 	g := guards{tokens: p.Tokens}
 	var routes []httpx.Route
 	for _, r := range p.Registrars {

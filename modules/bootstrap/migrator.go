@@ -66,9 +66,15 @@ func (m *Migrator) Inspect(ctx context.Context) (State, error) { return m.verify
 func (m *Migrator) verify(ctx context.Context, repair bool) (State, error) {
 	d := DialectOf(m.db)
 	st := State{Dialect: d, Pending: []string{}}
-	ms, err := m.bunMigrator().MigrationsWithStatus(ctx)
-	if err != nil {
-		return st, fmt.Errorf("bootstrap: migration status: %w", err)
+	// A database that was never migrated has no bun_migrations table: every migration is
+	// pending (reading the status would fail with "no such table").
+	ms := migrations.Sorted()
+	if ok, err := m.tableExists(ctx, "bun_migrations"); err != nil {
+		return st, err
+	} else if ok {
+		if ms, err = m.bunMigrator().MigrationsWithStatus(ctx); err != nil {
+			return st, fmt.Errorf("bootstrap: migration status: %w", err)
+		}
 	}
 	for _, mg := range ms {
 		if mg.IsApplied() {
@@ -102,6 +108,18 @@ func (m *Migrator) indexExists(ctx context.Context, name string) (bool, error) {
 	var n int
 	if err := m.db.QueryRowContext(ctx, q, name).Scan(&n); err != nil {
 		return false, fmt.Errorf("bootstrap: look up index %s: %w", name, err)
+	}
+	return n > 0, nil
+}
+
+func (m *Migrator) tableExists(ctx context.Context, name string) (bool, error) {
+	q := "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?"
+	if DialectOf(m.db) == Postgres {
+		q = "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = ?"
+	}
+	var n int
+	if err := m.db.QueryRowContext(ctx, q, name).Scan(&n); err != nil {
+		return false, fmt.Errorf("bootstrap: look up table %s: %w", name, err)
 	}
 	return n > 0, nil
 }

@@ -50,9 +50,14 @@ func NewReady(lc fx.Lifecycle, m *Migrator, o Options) *Ready {
 		if o.AutoMigrate {
 			st, err = m.Migrate(ctx)
 		} else {
-			st, err = m.verify(ctx, true)
+			// Check the schema before repairing indexes: on a schema that is behind, the
+			// tables an index needs may not exist yet.
+			st, err = m.verify(ctx, false)
 			if err == nil && len(st.Pending) > 0 {
 				err = fmt.Errorf("bootstrap: the schema is behind (%d pending migrations) and db.auto_migrate is false: run `connsum migrate`", len(st.Pending))
+			}
+			if err == nil {
+				st, err = m.verify(ctx, true)
 			}
 		}
 		if err != nil {

@@ -57,3 +57,10 @@ func JSON(c *fiber.Ctx, status int, v any) error {
 
 // ContentTypeJSON is the content type of every JSON answer.
 const ContentTypeJSON = "application/json; charset=utf-8"
+
+// Middleware is a handler every request passes through before routing; modules put it in the
+// fx value group "middleware" (e.g. request metrics).
+type Middleware struct {
+	Name    string
+	Handler fiber.Handler
+}

@@ -3,7 +3,10 @@ package runs
 import (
 	"time"
 
+	"github.com/uptrace/bun"
 	"go.uber.org/fx"
+
+	"connsum/modules/bootstrap"
 
 	"connsum/modules/httpx"
 )
@@ -19,6 +22,8 @@ type Options struct {
 var Module = fx.Module("runs",
 	fx.Provide(
 		NewIngester,
+		func(db *bun.DB, o Options, now bootstrap.Clock) *PageSource { return NewPageSource(db, o, now) },
+		fx.Annotate(NewSpineEvidence, fx.As(new(Evidence))),
 		fx.Annotate(func(in *Ingester, o Options) *IngestHandlers { return NewIngestHandlers(in, o.MaxBatchEvents) },
 			fx.As(new(httpx.Registrar)), fx.ResultTags(`group:"routes"`)),
 	),

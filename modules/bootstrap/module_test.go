@@ -1,0 +1,152 @@
+package bootstrap_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/uptrace/bun"
+	"go.uber.org/fx/fxtest"
+
+	"connsum/modules/bootstrap"
+	"connsum/modules/bootstrap/dbtest"
+	"connsum/modules/httpx"
+)
+
+// routesApp mounts the bootstrap routes without guards, rendering errors like the app does.
+func routesApp(r *bootstrap.Routes) *fiber.App {
+	app := fiber.New(fiber.Config{ErrorHandler: func(c *fiber.Ctx, err error) error {
+		e, ok := httpx.As(err)
+		if !ok {
+			e = httpx.Internal
+		}
+		return httpx.JSON(c, e.Status, fiber.Map{"error": e})
+	}})
+	for _, rt := range r.Routes() {
+		app.Add(rt.Method, rt.Path, rt.Handler)
+	}
+	return app
+}
+
+func get(t *testing.T, app *fiber.App, path string) (int, map[string]any) {
+	t.Helper()
+	resp, err := app.Test(httptest.NewRequest("GET", path, nil), -1)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var body map[string]any
+	if err := json.Unmarshal(raw, &body); err != nil {
+		t.Fatalf("GET %s: body %q is not a JSON object: %v", path, raw, err)
+	}
+	return resp.StatusCode, body
+}
+
+func TestRouteAccessClasses(t *testing.T) {
+	want := map[string]httpx.Access{"/healthz": httpx.Public, "/readyz": httpx.Public, "/admin/bootstrap": httpx.Admin}
+	got := map[string]httpx.Access{}
+	for _, r := range bootstrap.NewRoutes(nil, nil, &bootstrap.Ready{}).Routes() {
+		got[r.Path] = r.Access
+	}
+	for path, a := range want {
+		if g, ok := got[path]; !ok || g != a {
+			t.Errorf("%s access = %v (present %v), want %v", path, g, ok, a)
+		}
+	}
+}
+
+func TestReadyzFollowsBootstrap(t *testing.T) {
+	dbtest.Engines(t, func(t *testing.T, db *bun.DB) {
+		m := bootstrap.NewMigrator(db)
+
+		// Bootstrap not finished: /readyz answers 503 with the JSON error; /healthz is alive.
+		notReady := routesApp(bootstrap.NewRoutes(db, m, &bootstrap.Ready{}))
+		if status, body := get(t, notReady, "/readyz"); status != fiber.StatusServiceUnavailable || body["error"] == nil {
+			t.Errorf("/readyz before bootstrap = %d %v, want 503 with an error object", status, body)
+		}
+		if status, _ := get(t, notReady, "/healthz"); status != fiber.StatusOK {
+			t.Errorf("/healthz = %d, want 200", status)
+		}
+
+		lc := fxtest.NewLifecycle(t)
+		ready := bootstrap.NewReady(lc, m, bootstrap.Options{AutoMigrate: true})
+		if ready.Done() {
+			t.Fatal("Ready is done before its start hook ran")
+		}
+		lc.RequireStart()
+		defer lc.RequireStop()
+		if !ready.Done() {
+			t.Fatal("Ready is not done after start")
+		}
+		app := routesApp(bootstrap.NewRoutes(db, m, ready))
+		if status, body := get(t, app, "/readyz"); status != fiber.StatusOK || body["status"] != "ready" {
+			t.Errorf("/readyz after bootstrap = %d %v, want 200 ready", status, body)
+		}
+		status, body := get(t, app, "/admin/bootstrap")
+		if status != fiber.StatusOK {
+			t.Fatalf("/admin/bootstrap = %d %v", status, body)
+		}
+		idx, _ := body["indexes"].([]any)
+		if body["schema_version"] == "" || len(idx) != len(bootstrap.RequiredIndexes(bootstrap.DialectOf(db))) {
+			t.Errorf("/admin/bootstrap = %v; want the schema version and every required index", body)
+		}
+		for _, raw := range idx {
+			ix, _ := raw.(map[string]any)
+			if ix["exists"] != true || ix["name"] == "" {
+				t.Errorf("/admin/bootstrap index %v does not exist", ix)
+			}
+		}
+	})
+}
+
+func TestReadyWithoutAutoMigrateRefusesABehindSchema(t *testing.T) {
+	ctx := context.Background()
+	db, err := bootstrap.Open(ctx, "sqlite:"+filepath.Join(t.TempDir(), "behind.db"), bootstrap.PoolOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	lc := fxtest.NewLifecycle(t)
+	ready := bootstrap.NewReady(lc, bootstrap.NewMigrator(db), bootstrap.Options{AutoMigrate: false})
+	err = lc.Start(ctx)
+	if err == nil {
+		_ = lc.Stop(ctx)
+		t.Fatal("start succeeded on an unmigrated database with db.auto_migrate=false")
+	}
+	if !strings.Contains(err.Error(), "connsum migrate") {
+		t.Errorf("start error %q does not tell the operator to run `connsum migrate`", err)
+	}
+	if ready.Done() {
+		t.Error("Ready reports done after a failed bootstrap")
+	}
+}
+
+func TestReadyWithoutAutoMigrateRepairsIndexes(t *testing.T) {
+	dbtest.Engines(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		if _, err := db.ExecContext(ctx, "DROP INDEX "+runSummaryIndex); err != nil {
+			t.Fatal(err)
+		}
+		m := bootstrap.NewMigrator(db)
+		lc := fxtest.NewLifecycle(t)
+		ready := bootstrap.NewReady(lc, m, bootstrap.Options{AutoMigrate: false})
+		lc.RequireStart()
+		defer lc.RequireStop()
+		if !ready.Done() {
+			t.Fatal("not ready")
+		}
+		st, err := m.Inspect(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !indexState(t, st, runSummaryIndex).Exists {
+			t.Error("start with db.auto_migrate=false did not recreate the missing required index")
+		}
+	})
+}

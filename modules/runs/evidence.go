@@ -1,0 +1,135 @@
+package runs
+
+import (
+	"context"
+	"sync"
+
+	"connsum/modules/catalog"
+)
+
+// Candidate is one run considered for a connection, with the matcher's decision.
+type Candidate struct {
+	RunID   string  `json:"run_id"`
+	Status  string  `json:"status"`
+	LastAt  string  `json:"last_at"`
+	Page    PageKey `json:"page"`
+	Matched bool    `json:"matched"`
+	Rule    Rule    `json:"rule"`
+}
+
+// ConnectionEvidence is the run evidence of one connection.
+type ConnectionEvidence struct {
+	LastRun           *Summary
+	LastSuccessfulRun *Summary
+	// Runs are the connection's matching runs in run order (within the pages read).
+	Runs []Summary
+	// Candidates and Pages form the diagnostics trail; filled when Request.Trail is set.
+	Candidates []Candidate
+	Pages      []PageKey
+}
+
+// Request asks for run evidence.
+type Request struct {
+	Entries []catalog.Entry
+	// Trail records every candidate run and the matcher's rule (diagnostics).
+	Trail bool
+	// Concurrency bounds parallel page reads (default 4).
+	Concurrency int
+}
+
+// Evidence is the run-evidence port: the spine fold with per-projection page reuse, and later
+// the maintained read model.
+type Evidence interface {
+	For(ctx context.Context, req Request) (map[string]*ConnectionEvidence, error)
+	// Kind is the item's `evidence` value for this implementation ("deep" or "read_model").
+	Kind() string
+}
+
+// SpineEvidence derives evidence by folding run pages of the spine (SPEC §4.3).
+type SpineEvidence struct{ src *PageSource }
+
+// NewSpineEvidence returns the spine implementation of Evidence.
+func NewSpineEvidence(src *PageSource) *SpineEvidence { return &SpineEvidence{src: src} }
+
+// Kind implements Evidence.
+func (e *SpineEvidence) Kind() string { return "deep" }
+
+// For implements Evidence. Each connection reads its connector's unfiltered page; only when that
+// page holds no matching success and does not cover the whole history does it read the
+// connector's `succeeded` page. So a deep list reads at most two pages per connector.
+func (e *SpineEvidence) For(ctx context.Context, req Request) (map[string]*ConnectionEvidence, error) {
+	reader := NewPageReader(e.src)
+	out := make(map[string]*ConnectionEvidence, len(req.Entries))
+	var mu sync.Mutex
+	var firstErr error
+	workers := req.Concurrency
+	if workers <= 0 {
+		workers = 4
+	}
+	sem := make(chan struct{}, workers)
+	var wg sync.WaitGroup
+	for _, entry := range req.Entries {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(entry catalog.Entry) {
+			defer func() { <-sem; wg.Done() }()
+			ev, err := connectionEvidence(ctx, reader, entry, req.Trail)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if firstErr == nil {
+					firstErr = err
+				}
+				return
+			}
+			out[entry.Connection.ConnectionID] = ev
+		}(entry)
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	return out, nil
+}
+
+func connectionEvidence(ctx context.Context, reader *PageReader, entry catalog.Entry, trail bool) (*ConnectionEvidence, error) {
+	t := Target{ConnectionID: entry.Connection.ConnectionID, ExpectedProfileKey: catalog.ExpectedProfileKey(entry.Connection, entry.Connector)}
+	ev := &ConnectionEvidence{}
+	consider := func(key PageKey) (*Page, error) {
+		page, err := reader.Page(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		ev.Pages = append(ev.Pages, key)
+		for i := range page.Runs {
+			s := &page.Runs[i]
+			ok, rule := Match(s, t)
+			if trail {
+				ev.Candidates = append(ev.Candidates, Candidate{RunID: s.RunID, Status: s.Status, LastAt: s.LastAt, Page: key, Matched: ok, Rule: rule})
+			}
+			if !ok {
+				continue
+			}
+			if key.Status == "" {
+				ev.Runs = append(ev.Runs, *s)
+				if ev.LastRun == nil {
+					ev.LastRun = s
+				}
+			}
+			if ev.LastSuccessfulRun == nil && s.Status == StatusSucceeded {
+				ev.LastSuccessfulRun = s
+			}
+		}
+		return page, nil
+	}
+	page, err := consider(PageKey{ConnectorID: entry.Connector.ConnectorID})
+	if err != nil {
+		return nil, err
+	}
+	if ev.LastSuccessfulRun == nil && !page.Exhausted {
+		if _, err := consider(PageKey{ConnectorID: entry.Connector.ConnectorID, Status: StatusSucceeded}); err != nil {
+			return nil, err
+		}
+	}
+	return ev, nil
+}

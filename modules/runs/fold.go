@@ -1,0 +1,193 @@
+package runs
+
+import (
+	"encoding/json"
+	"sort"
+	"time"
+)
+
+// Run statuses produced by the fold.
+const (
+	StatusSucceeded     = "succeeded"
+	StatusFailed        = "failed"
+	StatusCancelled     = "cancelled"
+	StatusAbandoned     = "abandoned"
+	StatusInProgress    = "in_progress"
+	StatusSurfaceFailed = "surface_failed"
+	StatusUnknown       = "unknown"
+	OrphanedReason      = "orphaned_started_run"
+)
+
+// terminalTypes maps terminal event types to the status they give (SPEC §4.1 rule 1).
+var terminalTypes = map[string]string{
+	"run.completed": StatusSucceeded,
+	"run.failed":    StatusFailed,
+	"run.cancelled": StatusCancelled,
+	"run.abandoned": StatusAbandoned,
+}
+
+// terminalTypeList is terminalTypes' keys, for SQL that loads `data` of terminal events only.
+var terminalTypeList = []string{"run.completed", "run.failed", "run.cancelled", "run.abandoned"}
+
+// IsTerminalStatus reports whether a run with this status is finished.
+func IsTerminalStatus(s string) bool {
+	switch s {
+	case StatusSucceeded, StatusFailed, StatusCancelled, StatusAbandoned, StatusSurfaceFailed:
+		return true
+	}
+	return false
+}
+
+// EventRow is what the fold reads of one event. Data is loaded for terminal events only.
+type EventRow struct {
+	RunID         string  `bun:"run_id"`
+	Seq           int64   `bun:"event_seq"`
+	Type          string  `bun:"event_type"`
+	OccurredAt    string  `bun:"occurred_at"`
+	Status        *string `bun:"status"`
+	ConnectionRef *string `bun:"connection_ref"`
+	FailureReason *string `bun:"failure_reason"`
+	BSPresent     bool    `bun:"bs_present"`
+	BSStatus      *string `bun:"bs_status"`
+	BSWaitReason  *string `bun:"bs_wait_reason"`
+	BSProfileKey  *string `bun:"bs_profile_key"`
+	Data          *string `bun:"data"`
+}
+
+// Summary is the fold of one run's events (SPEC §4.1, §2.3 run summary shape).
+type Summary struct {
+	RunID                    string          `json:"run_id"`
+	Status                   string          `json:"status"`
+	StartedAt                *string         `json:"started_at"`
+	FinishedAt               *string         `json:"finished_at"`
+	FirstAt                  string          `json:"first_at"`
+	LastAt                   string          `json:"last_at"`
+	EventCount               int             `json:"event_count"`
+	FailureReason            *string         `json:"failure_reason"`
+	BrowserSurfaceStatus     *string         `json:"browser_surface_status"`
+	BrowserSurfaceWaitReason *string         `json:"browser_surface_wait_reason"`
+	BrowserSurfaceProfileKey *string         `json:"browser_surface_profile_key"`
+	KnownGaps                json.RawMessage `json:"known_gaps"`
+	CollectionFacts          json.RawMessage `json:"collection_facts"`
+
+	// ConnectionRef is the run's explicit connection evidence (first non-empty
+	// connector_instance_id/connection_id); it is not part of the JSON shape.
+	ConnectionRef *string `json:"-"`
+}
+
+func ptr(s string) *string { return &s }
+
+func nonEmptyPtr(p *string) bool { return p != nil && *p != "" }
+
+// Fold folds one run's events into its summary. Every "first", "latest" and "terminal"
+// decision uses event_seq, never occurred_at; whether a started run is still in progress is
+// decided against now, so the same events fold differently as time passes.
+func Fold(runID string, events []EventRow, now time.Time, staleAfter time.Duration) Summary {
+	evs := make([]EventRow, len(events))
+	copy(evs, events)
+	sort.Slice(evs, func(i, j int) bool { return evs[i].Seq < evs[j].Seq })
+	s := Summary{RunID: runID, EventCount: len(evs), KnownGaps: json.RawMessage("[]"), CollectionFacts: json.RawMessage("null")}
+	if len(evs) == 0 {
+		s.Status = StatusUnknown
+		return s
+	}
+	s.FirstAt, s.LastAt = evs[0].OccurredAt, evs[0].OccurredAt
+	var terminal *EventRow
+	var lastStatus *string
+	started := false
+	for i := range evs {
+		e := &evs[i]
+		s.FirstAt = min(s.FirstAt, e.OccurredAt)
+		s.LastAt = max(s.LastAt, e.OccurredAt)
+		if _, ok := terminalTypes[e.Type]; ok {
+			terminal = e
+		}
+		if e.Type == "run.started" {
+			started = true
+		}
+		if nonEmptyPtr(e.Status) && *e.Status != StatusUnknown {
+			lastStatus = e.Status
+		}
+		if e.BSPresent {
+			s.BrowserSurfaceStatus, s.BrowserSurfaceWaitReason, s.BrowserSurfaceProfileKey = e.BSStatus, e.BSWaitReason, e.BSProfileKey
+		}
+		if s.ConnectionRef == nil && nonEmptyPtr(e.ConnectionRef) {
+			s.ConnectionRef = e.ConnectionRef
+		}
+		if s.FailureReason == nil && nonEmptyPtr(e.FailureReason) &&
+			(e.Type == "run.failed" || (e.Status != nil && (*e.Status == "failed" || *e.Status == "rejected"))) {
+			s.FailureReason = e.FailureReason
+		}
+	}
+	orphaned := false
+	switch {
+	case terminal != nil:
+		s.Status = terminalTypes[terminal.Type]
+		s.applyTerminalData(terminal.Data)
+	case started:
+		last, err := time.Parse(TimeFormat, s.LastAt)
+		if err == nil && now.Sub(last) <= staleAfter {
+			s.Status = StatusInProgress
+		} else {
+			s.Status, orphaned = StatusFailed, true
+		}
+	case lastStatus != nil:
+		s.Status = *lastStatus
+	default:
+		s.Status = StatusUnknown
+	}
+	if s.FailureReason == nil {
+		switch {
+		case s.Status == StatusSurfaceFailed:
+			switch {
+			case nonEmptyPtr(s.BrowserSurfaceWaitReason):
+				s.FailureReason = s.BrowserSurfaceWaitReason
+			case nonEmptyPtr(s.BrowserSurfaceStatus):
+				s.FailureReason = s.BrowserSurfaceStatus
+			default:
+				s.FailureReason = ptr("browser_surface_failed")
+			}
+		case orphaned:
+			s.FailureReason = ptr(OrphanedReason)
+		}
+	}
+	s.StartedAt = ptr(s.FirstAt)
+	if IsTerminalStatus(s.Status) {
+		s.FinishedAt = ptr(s.LastAt)
+	}
+	return s
+}
+
+// applyTerminalData takes known_gaps (an array, default []) and collection_facts (an object or
+// null) from the latest terminal event's data.
+func (s *Summary) applyTerminalData(data *string) {
+	if data == nil {
+		return
+	}
+	var d struct {
+		KnownGaps       json.RawMessage `json:"known_gaps"`
+		CollectionFacts json.RawMessage `json:"collection_facts"`
+	}
+	if json.Unmarshal([]byte(*data), &d) != nil {
+		return
+	}
+	if len(d.KnownGaps) > 0 && d.KnownGaps[0] == '[' {
+		s.KnownGaps = d.KnownGaps
+	}
+	if len(d.CollectionFacts) > 0 && d.CollectionFacts[0] == '{' {
+		s.CollectionFacts = d.CollectionFacts
+	}
+}
+
+// Before reports whether a comes before b in run order: last_at DESC, then run_id DESC.
+func Before(a, b *Summary) bool {
+	if a.LastAt != b.LastAt {
+		return a.LastAt > b.LastAt
+	}
+	return a.RunID > b.RunID
+}
+
+// SortRuns sorts summaries in run order.
+func SortRuns(s []Summary) {
+	sort.SliceStable(s, func(i, j int) bool { return Before(&s[i], &s[j]) })
+}

@@ -1,0 +1,221 @@
+package summary
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"connsum/modules/bootstrap"
+	"connsum/modules/catalog"
+)
+
+// Outcome says how a feed request was served; it goes into X-Summary-Cache and Server-Timing.
+type Outcome string
+
+// Cache outcomes.
+const (
+	Hit    Outcome = "hit"
+	Miss   Outcome = "miss"
+	Shared Outcome = "shared"
+	Bypass Outcome = "bypass"
+	Off    Outcome = "off"
+)
+
+// Cache is the overview cache port: TTL plus single flight over overview keys.
+type Cache interface {
+	// CatalogChanged invalidates on connector/connection writes (catalog.ChangeNotifier).
+	catalog.ChangeNotifier
+	// Get returns the value for key, computing it with compute when missing or expired.
+	// Concurrent callers for one key share one computation.
+	Get(ctx context.Context, key string, compute func(context.Context) (any, error)) (any, Outcome, error)
+	// Peek returns a live cached value without computing or counting anything.
+	Peek(key string) (any, bool)
+	// Invalidate drops every entry; computations already running are not stored.
+	Invalidate()
+	// Stats reports the cache state for /admin/summary-cache.
+	Stats() CacheStats
+	// CountBypass records a request that skipped the cache.
+	CountBypass()
+}
+
+// CacheStats is the admin view of the cache.
+type CacheStats struct {
+	Enabled    bool         `json:"enabled"`
+	Why        string       `json:"why"`
+	TTLSeconds float64      `json:"ttl_seconds"`
+	Entries    []EntryStats `json:"entries"`
+	Hits       int64        `json:"hits"`
+	Misses     int64        `json:"misses"`
+	Shared     int64        `json:"shared"`
+	Bypasses   int64        `json:"bypasses"`
+	Errors     int64        `json:"errors"`
+	Generation uint64       `json:"generation"`
+}
+
+// EntryStats describes one cached value.
+type EntryStats struct {
+	Key        string  `json:"key"`
+	AgeSeconds float64 `json:"age_seconds"`
+}
+
+// OverviewCache is the in-process Cache. A value lives ttl after its computation finished.
+// Computations are detached from the requester's context, so a requester that goes away does
+// not cancel the work others wait for; errors reach every waiter and are not stored.
+type OverviewCache struct {
+	ttl     time.Duration
+	now     bootstrap.Clock
+	timeout time.Duration
+
+	mu       sync.Mutex
+	gen      uint64
+	entries  map[string]cacheEntry
+	inflight map[string]*flight
+	stats    CacheStats
+}
+
+type cacheEntry struct {
+	value  any
+	stored time.Time
+}
+
+type flight struct {
+	done  chan struct{}
+	value any
+	err   error
+}
+
+// NewOverviewCache returns an enabled cache with the given TTL.
+func NewOverviewCache(ttl time.Duration, now bootstrap.Clock) *OverviewCache {
+	return &OverviewCache{ttl: ttl, now: now, timeout: 30 * time.Second,
+		entries: map[string]cacheEntry{}, inflight: map[string]*flight{},
+		stats: CacheStats{Enabled: true, Why: "enabled", TTLSeconds: ttl.Seconds()}}
+}
+
+// Get implements Cache.
+func (c *OverviewCache) Get(ctx context.Context, key string, compute func(context.Context) (any, error)) (any, Outcome, error) {
+	c.mu.Lock()
+	if e, ok := c.entries[key]; ok && c.now().Sub(e.stored) < c.ttl {
+		c.stats.Hits++
+		c.mu.Unlock()
+		return e.value, Hit, nil
+	}
+	if f, ok := c.inflight[key]; ok {
+		c.stats.Shared++
+		c.mu.Unlock()
+		return c.wait(ctx, f, Shared)
+	}
+	c.stats.Misses++
+	f := &flight{done: make(chan struct{})}
+	c.inflight[key] = f
+	gen := c.gen
+	c.mu.Unlock()
+
+	go func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
+		defer cancel()
+		f.value, f.err = compute(cctx)
+		c.mu.Lock()
+		if c.inflight[key] == f {
+			delete(c.inflight, key)
+		}
+		switch {
+		case f.err != nil:
+			c.stats.Errors++
+		case gen == c.gen:
+			c.entries[key] = cacheEntry{value: f.value, stored: c.now()}
+		}
+		c.mu.Unlock()
+		close(f.done)
+	}()
+	return c.wait(ctx, f, Miss)
+}
+
+func (c *OverviewCache) wait(ctx context.Context, f *flight, o Outcome) (any, Outcome, error) {
+	select {
+	case <-f.done:
+		return f.value, o, f.err
+	case <-ctx.Done():
+		return nil, o, ctx.Err()
+	}
+}
+
+// Peek implements Cache.
+func (c *OverviewCache) Peek(key string) (any, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.entries[key]; ok && c.now().Sub(e.stored) < c.ttl {
+		return e.value, true
+	}
+	return nil, false
+}
+
+// Invalidate implements Cache. Flights started before it still answer their waiters but are
+// not stored, and the next request starts a fresh computation.
+func (c *OverviewCache) Invalidate() {
+	c.mu.Lock()
+	c.gen++
+	c.entries = map[string]cacheEntry{}
+	c.inflight = map[string]*flight{}
+	c.mu.Unlock()
+}
+
+// CatalogChanged implements catalog.ChangeNotifier.
+func (c *OverviewCache) CatalogChanged() { c.Invalidate() }
+
+// CountBypass implements Cache.
+func (c *OverviewCache) CountBypass() {
+	c.mu.Lock()
+	c.stats.Bypasses++
+	c.mu.Unlock()
+}
+
+// Stats implements Cache.
+func (c *OverviewCache) Stats() CacheStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.stats
+	s.Generation = c.gen
+	s.Entries = []EntryStats{}
+	now := c.now()
+	for k, e := range c.entries {
+		s.Entries = append(s.Entries, EntryStats{Key: k, AgeSeconds: now.Sub(e.stored).Seconds()})
+	}
+	sort.Slice(s.Entries, func(i, j int) bool { return s.Entries[i].Key < s.Entries[j].Key })
+	return s
+}
+
+// NoCache is the Cache where caching is disabled: every request computes.
+type NoCache struct {
+	why string
+	mu  sync.Mutex
+	n   CacheStats
+}
+
+// NewNoCache returns a disabled cache that says why.
+func NewNoCache(why string) *NoCache { return &NoCache{why: why} }
+
+// Get implements Cache.
+func (c *NoCache) Get(ctx context.Context, _ string, compute func(context.Context) (any, error)) (any, Outcome, error) {
+	v, err := compute(ctx)
+	return v, Off, err
+}
+
+// Invalidate implements Cache.
+func (c *NoCache) Invalidate() {}
+
+// Peek implements Cache.
+func (c *NoCache) Peek(string) (any, bool) { return nil, false }
+
+// CatalogChanged implements catalog.ChangeNotifier.
+func (c *NoCache) CatalogChanged() {}
+
+// CountBypass implements Cache.
+func (c *NoCache) CountBypass() { c.mu.Lock(); c.n.Bypasses++; c.mu.Unlock() }
+
+// Stats implements Cache.
+func (c *NoCache) Stats() CacheStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return CacheStats{Enabled: false, Why: c.why, Entries: []EntryStats{}, Bypasses: c.n.Bypasses}
+}

@@ -1,0 +1,167 @@
+// Package summary builds the per-connection summary feed: one pure function for the item shape,
+// the shallow/deep/scoped pipelines, the overview cache, the feed and admin routes.
+package summary
+
+import (
+	"encoding/json"
+	"time"
+
+	"connsum/modules/catalog"
+	"connsum/modules/retained"
+	"connsum/modules/runs"
+)
+
+// Evidence kinds of the item's `evidence` field.
+const (
+	EvidenceShallow   = "shallow"
+	EvidenceDeep      = "deep"
+	EvidenceReadModel = "read_model"
+)
+
+// StreamRecords is one entry of stream_records.
+type StreamRecords struct {
+	Stream       string  `json:"stream"`
+	RecordCount  int64   `json:"record_count"`
+	TotalBytes   int64   `json:"total_bytes"`
+	LastRecordAt *string `json:"last_record_at"`
+}
+
+// RetainedBytes is the retained_bytes object.
+type RetainedBytes struct {
+	RecordJSONBytes        int64 `json:"record_json_bytes"`
+	RecordChangesJSONBytes int64 `json:"record_changes_json_bytes"`
+	BlobBytes              int64 `json:"blob_bytes"`
+	TotalBytes             int64 `json:"total_bytes"`
+}
+
+// Freshness is the freshness object; absent times are left out.
+type Freshness struct {
+	Status          string `json:"status"`
+	CapturedAt      string `json:"captured_at,omitempty"`
+	LastAttemptedAt string `json:"last_attempted_at,omitempty"`
+}
+
+// Health is the health object.
+type Health struct {
+	State  string `json:"state"`
+	Reason string `json:"reason"`
+}
+
+// Item is one connector_summary. Field order follows SPEC §2.3; every key is always present.
+type Item struct {
+	Object               string          `json:"object"`
+	ConnectionID         string          `json:"connection_id"`
+	ConnectorInstanceID  string          `json:"connector_instance_id"`
+	ConnectorID          string          `json:"connector_id"`
+	ConnectorDisplayName string          `json:"connector_display_name"`
+	DisplayName          string          `json:"display_name"`
+	Status               string          `json:"status"`
+	RevokedAt            *string         `json:"revoked_at"`
+	SourceKind           string          `json:"source_kind"`
+	CreatedAt            string          `json:"created_at"`
+	ManifestVersion      *string         `json:"manifest_version"`
+	Streams              []string        `json:"streams"`
+	RefreshPolicy        json.RawMessage `json:"refresh_policy"`
+	TotalRecords         int64           `json:"total_records"`
+	StreamCount          int             `json:"stream_count"`
+	StreamRecords        []StreamRecords `json:"stream_records"`
+	RetainedBytes        *RetainedBytes  `json:"retained_bytes"`
+	TotalRetainedBytes   *int64          `json:"total_retained_bytes"`
+	Evidence             string          `json:"evidence"`
+	LastRun              *runs.Summary   `json:"last_run"`
+	LastSuccessfulRun    *runs.Summary   `json:"last_successful_run"`
+	Freshness            Freshness       `json:"freshness"`
+	Health               Health          `json:"health"`
+}
+
+// Input is everything one item is built from.
+type Input struct {
+	Entry    catalog.Entry
+	Retained *retained.Retained // nil: no rows
+	// Evidence is nil on the shallow overview (run fields not looked up).
+	Evidence     *runs.ConnectionEvidence
+	EvidenceKind string
+	Now          time.Time
+}
+
+// Project builds one item. It is pure (no I/O, time from the input) and the single source of the
+// item's shape for every pipeline.
+func Project(in Input) Item {
+	conn, k := in.Entry.Connection, in.Entry.Connector
+	it := Item{
+		Object: "connector_summary", ConnectionID: conn.ConnectionID, ConnectorInstanceID: conn.ConnectionID,
+		ConnectorID: conn.ConnectorID, ConnectorDisplayName: k.DisplayName, DisplayName: conn.DisplayName,
+		Status: conn.Status, RevokedAt: conn.RevokedAt, SourceKind: conn.SourceKind, CreatedAt: conn.CreatedAt,
+		ManifestVersion: k.Version, Streams: k.Streams(), RefreshPolicy: k.RefreshPolicy(),
+		StreamRecords: []StreamRecords{}, Evidence: EvidenceShallow,
+	}
+	if it.RefreshPolicy == nil {
+		it.RefreshPolicy = json.RawMessage("null")
+	}
+	if r := in.Retained; r != nil {
+		for _, s := range r.Streams {
+			it.TotalRecords += s.RecordCount
+			it.StreamRecords = append(it.StreamRecords, StreamRecords{Stream: s.Stream, RecordCount: s.RecordCount,
+				TotalBytes: s.TotalBytesCol, LastRecordAt: s.LastRecordAt})
+		}
+		it.StreamCount = len(r.Streams)
+		if c := r.Connection; c != nil {
+			total := c.TotalBytesCol
+			it.RetainedBytes = &RetainedBytes{RecordJSONBytes: c.RecordJSONBytes, RecordChangesJSONBytes: c.RecordChangesJSONBytes,
+				BlobBytes: c.BlobBytes, TotalBytes: total}
+			it.TotalRetainedBytes = &total
+		}
+	}
+	if in.Evidence != nil {
+		it.Evidence = in.EvidenceKind
+		it.LastRun, it.LastSuccessfulRun = in.Evidence.LastRun, in.Evidence.LastSuccessfulRun
+	}
+	it.Freshness = freshness(it.LastRun, it.LastSuccessfulRun, k.MaxStalenessSeconds(), in.Now)
+	it.Health = health(conn.Status, it.LastRun, it.Freshness)
+	return it
+}
+
+// failedStatuses make a connection stale when its last run ended in one of them (SPEC §4.4).
+var failedStatuses = map[string]bool{runs.StatusFailed: true, runs.StatusSurfaceFailed: true, runs.StatusCancelled: true, runs.StatusAbandoned: true}
+
+func freshness(last, success *runs.Summary, maxStaleness int64, now time.Time) Freshness {
+	f := Freshness{Status: "unknown"}
+	if success != nil {
+		f.CapturedAt = success.LastAt
+	}
+	if last != nil {
+		f.LastAttemptedAt = last.LastAt
+	}
+	switch {
+	case last != nil && failedStatuses[last.Status] && (f.CapturedAt == "" || last.LastAt >= f.CapturedAt):
+		f.Status = "stale"
+	case f.CapturedAt != "" && maxStaleness > 0:
+		captured, err := time.Parse(runs.TimeFormat, f.CapturedAt)
+		if err == nil && now.Sub(captured) <= time.Duration(maxStaleness)*time.Second {
+			f.Status = "current"
+		} else {
+			f.Status = "stale"
+		}
+	}
+	return f
+}
+
+func health(status string, last *runs.Summary, f Freshness) Health {
+	switch {
+	case status == catalog.StatusRevoked || status == catalog.StatusPaused:
+		return Health{State: status, Reason: "connection_" + status}
+	case last != nil && last.Status == runs.StatusInProgress:
+		return Health{State: "syncing", Reason: "run_in_progress"}
+	case f.Status == "stale" && last != nil && failedStatuses[last.Status] && (f.CapturedAt == "" || last.LastAt >= f.CapturedAt):
+		reason := "unknown_failure"
+		if last.FailureReason != nil && *last.FailureReason != "" {
+			reason = *last.FailureReason
+		}
+		return Health{State: "failing", Reason: reason}
+	case f.Status == "stale":
+		return Health{State: "stale", Reason: "max_staleness_exceeded"}
+	case f.Status == "current":
+		return Health{State: "healthy", Reason: "fresh"}
+	}
+	return Health{State: "unknown", Reason: "no_run_evidence"}
+}

@@ -1,0 +1,226 @@
+package summary
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"time"
+
+	"connsum/modules/bootstrap"
+	"connsum/modules/catalog"
+	"connsum/modules/retained"
+	"connsum/modules/runs"
+)
+
+// Pipeline names how a list is computed.
+type Pipeline string
+
+// The pipelines of SPEC §4.6.
+const (
+	PipelineOverview Pipeline = "overview" // shallow, or read-model evidence when the port says so
+	PipelineDeep     Pipeline = "deep"     // depth=deep: run evidence on every row
+	PipelineScoped   Pipeline = "scoped"   // ?connection=: one connection, deep
+)
+
+// ListQuery is a normalised overview / deep-list query.
+type ListQuery struct {
+	ConnectorID string
+	Limit       int
+	After       *catalog.Key
+	Pipeline    Pipeline
+	Concurrency int
+}
+
+// CacheKey is the normalised key of an overview query.
+func (q ListQuery) CacheKey() string {
+	b, _ := json.Marshal(struct {
+		C string       `json:"c"`
+		L int          `json:"l"`
+		A *catalog.Key `json:"a"`
+		P Pipeline     `json:"p"`
+	}{q.ConnectorID, q.Limit, q.After, q.Pipeline})
+	return string(b)
+}
+
+// cursor is the opaque keyset cursor; it remembers the filter it was made for.
+type cursor struct {
+	Key         catalog.Key `json:"k"`
+	ConnectorID string      `json:"f"`
+	Pipeline    Pipeline    `json:"p"`
+}
+
+// EncodeCursor makes the cursor that continues after key.
+func EncodeCursor(key catalog.Key, q ListQuery) string {
+	b, _ := json.Marshal(cursor{Key: key, ConnectorID: q.ConnectorID, Pipeline: q.Pipeline})
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// DecodeCursor checks that s was made by EncodeCursor for the same filter.
+func DecodeCursor(s string, q ListQuery) (*catalog.Key, bool) {
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(raw) > 2048 {
+		return nil, false
+	}
+	var c cursor
+	if json.Unmarshal(raw, &c) != nil || c.ConnectorID != q.ConnectorID || c.Pipeline != q.Pipeline ||
+		c.Key.ConnectorID == "" || c.Key.ConnectionID == "" || c.Key.CreatedAt == "" {
+		return nil, false
+	}
+	return &c.Key, true
+}
+
+// Stats describes one projection: statements and per-stage timings.
+type Stats struct {
+	Statements int            `json:"statements"`
+	Catalog    time.Duration  `json:"-"`
+	Retained   time.Duration  `json:"-"`
+	Runs       time.Duration  `json:"-"`
+	Project    time.Duration  `json:"-"`
+	Total      time.Duration  `json:"-"`
+	Pages      []runs.PageKey `json:"pages_read"`
+}
+
+// DB is the time spent in the database stages.
+func (s Stats) DB() time.Duration { return s.Catalog + s.Retained + s.Runs }
+
+// StageMillis renders the stage timings for diagnostics.
+func (s Stats) StageMillis() map[string]float64 {
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	return map[string]float64{"catalog_ms": ms(s.Catalog), "retained_ms": ms(s.Retained), "runs_ms": ms(s.Runs),
+		"project_ms": ms(s.Project), "total_ms": ms(s.Total)}
+}
+
+// Result is a computed list.
+type Result struct {
+	Items      []Item
+	HasMore    bool
+	NextCursor *string
+	Stats      Stats
+	// Evidence is kept for the scoped read's diagnostics trail.
+	Evidence map[string]*runs.ConnectionEvidence
+}
+
+// Projector runs the pipelines over the ports.
+type Projector struct {
+	catalog  catalog.Reader
+	retained retained.Snapshot
+	evidence runs.Evidence
+	overview runs.Evidence // nil: the overview stays shallow
+	now      bootstrap.Clock
+}
+
+// NewProjector returns a Projector. overviewEvidence is the evidence the overview may carry at
+// the cost of a shallow read (the read model); nil keeps the overview shallow.
+func NewProjector(c catalog.Reader, r retained.Snapshot, deep runs.Evidence, overviewEvidence runs.Evidence, now bootstrap.Clock) *Projector {
+	return &Projector{catalog: c, retained: r, evidence: deep, overview: overviewEvidence, now: now}
+}
+
+// List computes the overview (shallow) or the deep full list.
+func (p *Projector) List(ctx context.Context, q ListQuery) (*Result, error) {
+	var counter bootstrap.StatementCounter
+	ctx = bootstrap.WithStatementCounter(ctx, &counter)
+	start := time.Now()
+	res := &Result{}
+	entries, err := p.catalog.Visible(ctx, catalog.Filter{ConnectorID: q.ConnectorID, After: q.After, Limit: q.Limit})
+	if err != nil {
+		return nil, err
+	}
+	res.Stats.Catalog = time.Since(start)
+	if q.Limit > 0 && len(entries) > q.Limit {
+		entries = entries[:q.Limit]
+		res.HasMore = true
+		c := EncodeCursor(catalog.KeyOf(entries[len(entries)-1].Connection), q)
+		res.NextCursor = &c
+	}
+	var ids []string // nil: the whole snapshot
+	if q.Limit > 0 || q.ConnectorID != "" || q.After != nil {
+		ids = make([]string, len(entries))
+		for i, e := range entries {
+			ids[i] = e.Connection.ConnectionID
+		}
+	}
+	if err := p.fill(ctx, res, entries, ids, q.Pipeline, false, q.Concurrency); err != nil {
+		return nil, err
+	}
+	res.Stats.Statements = counter.Count()
+	res.Stats.Total = time.Since(start)
+	return res, nil
+}
+
+// Scoped computes the deep item of one connection (0 or 1 items). It never reads the
+// all-connections retained snapshot.
+func (p *Projector) Scoped(ctx context.Context, id string, trail bool) (*Result, error) {
+	var counter bootstrap.StatementCounter
+	ctx = bootstrap.WithStatementCounter(ctx, &counter)
+	start := time.Now()
+	res := &Result{Items: []Item{}}
+	entry, err := p.catalog.ResolveScoped(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	res.Stats.Catalog = time.Since(start)
+	if entry != nil {
+		if err := p.fill(ctx, res, []catalog.Entry{*entry}, []string{entry.Connection.ConnectionID}, PipelineScoped, trail, 0); err != nil {
+			return nil, err
+		}
+	}
+	res.Stats.Statements = counter.Count()
+	res.Stats.Total = time.Since(start)
+	return res, nil
+}
+
+// fill loads retained rows (and run evidence for deep pipelines) and projects the items.
+func (p *Projector) fill(ctx context.Context, res *Result, entries []catalog.Entry, ids []string, pl Pipeline, trail bool, concurrency int) error {
+	t := time.Now()
+	var ret map[string]*retained.Retained
+	var err error
+	if len(ids) == 1 {
+		var one *retained.Retained
+		one, err = p.retained.ForConnection(ctx, ids[0])
+		ret = map[string]*retained.Retained{ids[0]: one}
+	} else {
+		ret, err = p.retained.All(ctx, ids)
+	}
+	if err != nil {
+		return err
+	}
+	res.Stats.Retained = time.Since(t)
+	src := p.evidence
+	if pl == PipelineOverview {
+		src = p.overview
+	}
+	if src != nil && len(entries) > 0 {
+		t = time.Now()
+		res.Evidence, err = src.For(ctx, runs.Request{Entries: entries, Trail: trail, Concurrency: concurrency})
+		if err != nil {
+			return err
+		}
+		res.Stats.Runs = time.Since(t)
+		seen := map[runs.PageKey]bool{}
+		for _, e := range entries {
+			if ev := res.Evidence[e.Connection.ConnectionID]; ev != nil {
+				for _, k := range ev.Pages {
+					if !seen[k] {
+						seen[k] = true
+						res.Stats.Pages = append(res.Stats.Pages, k)
+					}
+				}
+			}
+		}
+	}
+	t = time.Now()
+	now := p.now()
+	res.Items = make([]Item, 0, len(entries))
+	for _, e := range entries {
+		in := Input{Entry: e, Retained: ret[e.Connection.ConnectionID], Now: now}
+		if src != nil {
+			in.Evidence, in.EvidenceKind = res.Evidence[e.Connection.ConnectionID], src.Kind()
+			if in.Evidence == nil {
+				in.Evidence = &runs.ConnectionEvidence{}
+			}
+		}
+		res.Items = append(res.Items, Project(in))
+	}
+	res.Stats.Project = time.Since(t)
+	return nil
+}
