@@ -51,7 +51,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	case "seed":
 		err = seedCmd(args, stdout)
 	case "bench":
-		err = perf.BenchMain(args, stdout, stderr)
+		err = perf.BenchMain(args, stdout, stderr, benchStarter)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -268,4 +268,26 @@ func seedIfEmpty(cfg *Config, profile string, seed int64) (bool, error) {
 	}
 	_, err = perf.Seed(ctx, db, profile, seed, io.Discard)
 	return err == nil, err
+}
+
+// benchStarter starts an in-process server on a free loopback port for `connsum bench api`.
+func benchStarter(ctx context.Context, dbURL string) (*perf.Target, error) {
+	cfg, err := LoadConfig("configs/default.yaml", false, os.LookupEnv, map[string]string{"db.url": dbURL, "http.addr": "127.0.0.1:0", "log.level": "error"})
+	if err != nil {
+		return nil, err
+	}
+	tokens := Tokens{Owner: "bench-owner-" + randomHex(16), Admin: "bench-admin-" + randomHex(16)}
+	var l *Listening
+	app := fx.New(Modules(cfg, tokens, newLogger(io.Discard, "error")), fx.Populate(&l))
+	if err := app.Start(ctx); err != nil {
+		return nil, err
+	}
+	return &perf.Target{Base: "http://" + l.Addr, OwnerToken: tokens.Owner, AdminToken: tokens.Admin,
+		Stop: func() { _ = app.Stop(context.Background()) }}, nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }

@@ -1,11 +1,363 @@
 package perf
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"connsum/modules/bootstrap"
 )
 
-// BenchMain runs `connsum bench api|browser`.
-func BenchMain(args []string, stdout, stderr io.Writer) error {
-	return errors.New("bench: not built yet")
+// Target is a running connsum the benchmark talks to over HTTP, like any client.
+type Target struct {
+	Base       string
+	OwnerToken string
+	AdminToken string
+	Stop       func()
+}
+
+// Starter starts a connsum server on dbURL (the app passes one, so perf does not import app).
+type Starter func(ctx context.Context, dbURL string) (*Target, error)
+
+// Read is one measured read of the JSON report.
+type Read struct {
+	Name       string  `json:"name"`
+	N          int     `json:"n"`
+	P50        float64 `json:"p50_ms"`
+	P95        float64 `json:"p95_ms"`
+	P99        float64 `json:"p99_ms"`
+	Statements int     `json:"statements"`
+	Bytes      int     `json:"bytes"`
+	Errors     int     `json:"errors"`
+	TargetMs   float64 `json:"target_ms,omitempty"`
+	Note       string  `json:"note,omitempty"`
+	Rate       float64 `json:"rate_per_s,omitempty"`
+}
+
+// Report is the `bench api` JSON.
+type Report struct {
+	Schema  string    `json:"schema"`
+	Profile string    `json:"profile"`
+	Dialect string    `json:"dialect"`
+	At      string    `json:"at"`
+	Reads   []Read    `json:"reads"`
+	Machine string    `json:"machine"`
+	Started time.Time `json:"-"`
+}
+
+// BenchMain runs `connsum bench api`.
+func BenchMain(args []string, stdout, stderr io.Writer, start Starter) error {
+	if len(args) == 0 || args[0] != "api" {
+		return errors.New("bench: usage: connsum bench api [--db URL] [--profile NAME] [--json FILE] [--compare OLD.json] [--samples N] [--concurrent-seconds S]")
+	}
+	fs := flag.NewFlagSet("bench api", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dbURL := fs.String("db", "sqlite:./data/bench.db", "database URL (seeded with the profile when empty)")
+	profile := fs.String("profile", "live", "data profile: demo, live or fleet")
+	jsonOut := fs.String("json", "", "write the JSON report here")
+	compare := fs.String("compare", "", "an earlier JSON report to compare with")
+	samples := fs.Int("samples", 200, "samples per read")
+	concSeconds := fs.Float64("concurrent-seconds", 10, "duration of the 64-client run")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	if err := seedWhenEmpty(ctx, *dbURL, *profile, stdout); err != nil {
+		return err
+	}
+	t, err := start(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer t.Stop()
+	d, _, _ := bootstrap.ParseURL(*dbURL)
+	rep, err := RunAPI(ctx, t, string(d), *profile, *samples, time.Duration(*concSeconds*float64(time.Second)))
+	if err != nil {
+		return err
+	}
+	rep.Print(stdout)
+	if *compare != "" {
+		if err := rep.Compare(*compare, stdout); err != nil {
+			return err
+		}
+	}
+	if *jsonOut != "" {
+		b, _ := json.MarshalIndent(rep, "", "  ")
+		return os.WriteFile(*jsonOut, b, 0o644)
+	}
+	return nil
+}
+
+func seedWhenEmpty(ctx context.Context, dbURL, profile string, out io.Writer) error {
+	db, err := bootstrap.Open(ctx, dbURL, bootstrap.PoolOptions{MaxOpenConns: 4})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := bootstrap.NewMigrator(db).Migrate(ctx); err != nil {
+		return err
+	}
+	n, err := db.NewSelect().Table("connectors").Count(ctx)
+	if err != nil || n > 0 {
+		return err
+	}
+	_, err = Seed(ctx, db, profile, 1, out)
+	return err
+}
+
+type client struct {
+	t    *Target
+	http *http.Client
+}
+
+func (c *client) do(method, path, token string, body []byte) (status int, n int, hdr http.Header, dur time.Duration, err error) {
+	req, err := http.NewRequest(method, c.t.Base+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, 0, nil, 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	start := time.Now()
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, 0, nil, 0, err
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, len(b), resp.Header, time.Since(start), err
+}
+
+func percentile(ms []float64, p float64) float64 {
+	if len(ms) == 0 {
+		return 0
+	}
+	s := append([]float64(nil), ms...)
+	sort.Float64s(s)
+	i := int(float64(len(s)-1) * p)
+	return s[i]
+}
+
+// measure runs fn n times after a short warm-up and summarises the client-side durations.
+func (c *client) measure(name string, n int, target float64, path func(i int) (string, string), before func()) Read {
+	r := Read{Name: name, TargetMs: target}
+	var ms []float64
+	for i := -min(10, n/10+1); i < n; i++ {
+		if before != nil {
+			before()
+		}
+		p, tok := path(max(i, 0))
+		status, size, hdr, dur, err := c.do(http.MethodGet, p, tok, nil)
+		if i < 0 {
+			continue
+		}
+		if err != nil || status != 200 {
+			r.Errors++
+			continue
+		}
+		ms = append(ms, float64(dur.Microseconds())/1000)
+		r.Bytes = size
+		if s, err := strconv.Atoi(hdr.Get("X-Summary-Statements")); err == nil {
+			r.Statements = s
+		}
+	}
+	r.N, r.P50, r.P95, r.P99 = len(ms), percentile(ms, 0.5), percentile(ms, 0.95), percentile(ms, 0.99)
+	return r
+}
+
+// RunAPI measures the reads of SPEC §7 against t.
+func RunAPI(ctx context.Context, t *Target, dialect, profile string, samples int, concurrent time.Duration) (*Report, error) {
+	c := &client{t: t, http: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 128}}}
+	rep := &Report{Schema: "connsum.bench.api/v1", Profile: profile, Dialect: dialect, At: time.Now().UTC().Format(time.RFC3339),
+		Machine: machine()}
+	// Connection ids for scoped reads.
+	_, _, _, _, _ = c.do(http.MethodDelete, "/admin/summary-cache", t.AdminToken, nil)
+	req, _ := http.NewRequest(http.MethodGet, t.Base+"/_ref/connectors", nil)
+	req.Header.Set("Authorization", "Bearer "+t.OwnerToken)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	var env struct {
+		Data []struct {
+			ConnectionID string `json:"connection_id"`
+		} `json:"data"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&env)
+	resp.Body.Close()
+	if err != nil || len(env.Data) == 0 {
+		return nil, fmt.Errorf("bench: overview unreadable or empty: %v", err)
+	}
+	ids := make([]string, len(env.Data))
+	for i, d := range env.Data {
+		ids[i] = d.ConnectionID
+	}
+	owner := func(p string) func(int) (string, string) {
+		return func(int) (string, string) { return p, t.OwnerToken }
+	}
+	rep.Reads = append(rep.Reads,
+		c.measure("overview_cold", samples, 5, func(int) (string, string) { return "/admin/connectors?bypass=1", t.AdminToken }, nil),
+		c.measure("overview_cached", samples*5, 0.5, owner("/_ref/connectors"), nil),
+		c.measure("scoped_deep", samples, 10, func(i int) (string, string) {
+			return "/_ref/connectors?connection=" + ids[i%len(ids)], t.OwnerToken
+		}, nil),
+		c.measure("deep_full_list", max(samples/4, 10), 100, owner("/_ref/connectors?depth=deep"), nil),
+		c.measure("overview_page_100", samples, 15, owner("/_ref/connectors?limit=100"), func() {
+			_, _, _, _, _ = c.do(http.MethodDelete, "/admin/summary-cache", t.AdminToken, nil)
+		}),
+	)
+	rep.Reads = append(rep.Reads, c.concurrent(64, concurrent), c.ingest(ids[0], 1000, 20))
+	return rep, nil
+}
+
+// concurrent runs 64 overview clients for d and counts projections from the cache's misses.
+func (c *client) concurrent(clients int, d time.Duration) Read {
+	r := Read{Name: fmt.Sprintf("overview_%d_concurrent", clients)}
+	missesBefore := c.cacheMisses()
+	var mu sync.Mutex
+	var ms []float64
+	var errs atomic.Int64
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for w := 0; w < clients; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var local []float64
+			for time.Now().Before(deadline) {
+				status, _, _, dur, err := c.do(http.MethodGet, "/_ref/connectors", c.t.OwnerToken, nil)
+				if err != nil || status != 200 {
+					errs.Add(1)
+					continue
+				}
+				local = append(local, float64(dur.Microseconds())/1000)
+			}
+			mu.Lock()
+			ms = append(ms, local...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	r.N, r.P50, r.P95, r.P99, r.Errors = len(ms), percentile(ms, 0.5), percentile(ms, 0.95), percentile(ms, 0.99), int(errs.Load())
+	r.Rate = float64(len(ms)) / d.Seconds()
+	if before, after := missesBefore, c.cacheMisses(); before >= 0 && after >= 0 {
+		r.Note = fmt.Sprintf("%d projections in %.0f s", after-before, d.Seconds())
+	}
+	return r
+}
+
+func (c *client) cacheMisses() int64 {
+	req, _ := http.NewRequest(http.MethodGet, c.t.Base+"/admin/summary-cache", nil)
+	req.Header.Set("Authorization", "Bearer "+c.t.AdminToken)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	var s struct {
+		Enabled bool  `json:"enabled"`
+		Misses  int64 `json:"misses"`
+	}
+	if json.NewDecoder(resp.Body).Decode(&s) != nil || !s.Enabled {
+		return -1
+	}
+	return s.Misses
+}
+
+// ingest posts batches of size new events and reports events per second.
+func (c *client) ingest(connectionID string, size, batches int) Read {
+	r := Read{Name: fmt.Sprintf("spine_ingest_batch_%d", size), Statements: 0}
+	stamp := time.Now().UnixNano()
+	var ms []float64
+	var total time.Duration
+	for b := 0; b < batches; b++ {
+		var sb strings.Builder
+		sb.WriteString(`{"events":[`)
+		for i := 0; i < size; i++ {
+			if i > 0 {
+				sb.WriteByte(',')
+			}
+			fmt.Fprintf(&sb, `{"event_id":"bench_%d_%d_%d","event_type":"run.progress","occurred_at":"%s","run_id":"bench_%d_%d","connection_id":"%s","status":"running","data":{"records":%d}}`,
+				stamp, b, i, time.Now().UTC().Format(time.RFC3339Nano), stamp, b*size/5+i/5, connectionID, i)
+		}
+		sb.WriteString(`]}`)
+		status, _, _, dur, err := c.do(http.MethodPost, "/_ref/spine/events", c.t.OwnerToken, []byte(sb.String()))
+		if err != nil || status != 200 {
+			r.Errors++
+			continue
+		}
+		total += dur
+		ms = append(ms, float64(dur.Microseconds())/1000)
+	}
+	r.N, r.P50, r.P95, r.P99 = len(ms), percentile(ms, 0.5), percentile(ms, 0.95), percentile(ms, 0.99)
+	if total > 0 {
+		r.Rate = float64(len(ms)*size) / total.Seconds()
+	}
+	r.Note = fmt.Sprintf("%.0f events/s (target ≥ 20000)", r.Rate)
+	return r
+}
+
+// Print writes the human table.
+func (r *Report) Print(w io.Writer) {
+	fmt.Fprintf(w, "connsum bench api — profile %s on %s (%s)\n", r.Profile, r.Dialect, r.Machine)
+	fmt.Fprintf(w, "%-26s %6s %9s %9s %9s %6s %9s %8s  %s\n", "read", "n", "p50 ms", "p95 ms", "p99 ms", "stmts", "bytes", "target", "note")
+	for _, x := range r.Reads {
+		target := ""
+		if x.TargetMs > 0 {
+			target = fmt.Sprintf("≤%g", x.TargetMs)
+			if x.P50 > x.TargetMs {
+				target += " MISS"
+			}
+		}
+		note := x.Note
+		if x.Errors > 0 {
+			note += fmt.Sprintf(" errors=%d", x.Errors)
+		}
+		fmt.Fprintf(w, "%-26s %6d %9.3f %9.3f %9.3f %6d %9d %8s  %s\n", x.Name, x.N, x.P50, x.P95, x.P99, x.Statements, x.Bytes, target, note)
+	}
+}
+
+// Compare prints the change of p50 per read against an earlier report.
+func (r *Report) Compare(path string, w io.Writer) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var old Report
+	if err := json.Unmarshal(raw, &old); err != nil {
+		return fmt.Errorf("bench: %s: %w", path, err)
+	}
+	prev := map[string]Read{}
+	for _, x := range old.Reads {
+		prev[x.Name] = x
+	}
+	fmt.Fprintf(w, "\nchange of p50 against %s:\n", path)
+	for _, x := range r.Reads {
+		if o, ok := prev[x.Name]; ok && o.P50 > 0 {
+			fmt.Fprintf(w, "%-26s %9.3f → %9.3f ms (%+.1f%%)\n", x.Name, o.P50, x.P50, (x.P50-o.P50)/o.P50*100)
+		}
+	}
+	return nil
+}
+
+func machine() string {
+	host, _ := os.Hostname()
+	cpus := 0
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		cpus = strings.Count(string(b), "processor\t:")
+	}
+	return fmt.Sprintf("%s, %d cores", host, cpus)
 }

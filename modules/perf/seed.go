@@ -45,6 +45,10 @@ func Seed(ctx context.Context, db *bun.DB, profile string, seed int64, progress 
 	switch profile {
 	case "demo":
 		specs = demoProfile()
+	case "live":
+		specs = liveProfile()
+	case "fleet":
+		specs = fleetProfile()
 	default:
 		return SeedStats{}, fmt.Errorf("unknown profile %q (demo, live, fleet)", profile)
 	}
@@ -79,6 +83,59 @@ func demoProfile() []connectorSpec {
 		{id: "internal-probe", name: "Internal probe", unlisted: true, streams: []string{"pings"},
 			connections: []connectionSpec{{name: "Probe", binding: "probe", runs: 20, failRate: 0}}},
 	}
+}
+
+// liveProfile is a heavy owner: 45 connectors (15 of them catalogue-only), 30 connections with
+// ~10 K runs each (≈1.5 M events), browser and non-browser, draft shells with their own runs.
+func liveProfile() []connectorSpec {
+	var out []connectorSpec
+	for i := 0; i < 45; i++ {
+		spec := connectorSpec{id: fmt.Sprintf("source%02d", i), name: fmt.Sprintf("Source %02d", i), maxStaleness: 86400,
+			streams: []string{"items", "events", "attachments", "history", "meta"}}
+		if i%3 == 0 {
+			spec.browser, spec.profileKey = true, fmt.Sprintf("profile-%02d", i)
+		}
+		switch {
+		case i < 10: // busy connectors: two accounts each plus, for browser ones, a draft shell
+			for j := 0; j < 2; j++ {
+				spec.connections = append(spec.connections, connectionSpec{name: fmt.Sprintf("Source %02d — account %d", i, j),
+					binding: fmt.Sprintf("acct%d", j), kind: "browser_collector", runs: 10000, failRate: 0.12})
+			}
+			if spec.browser {
+				spec.connections = append(spec.connections, connectionSpec{name: "draft shell", binding: "shell",
+					kind: "browser_collector", status: "draft", runs: 200, failRate: 1})
+			}
+		case i < 20:
+			spec.connections = []connectionSpec{{name: fmt.Sprintf("Source %02d", i), binding: "main", runs: 10000, failRate: 0.08}}
+		}
+		if !spec.browser {
+			for j := range spec.connections {
+				spec.connections[j].kind = "account"
+			}
+		}
+		out = append(out, spec)
+	}
+	return out
+}
+
+// fleetProfile has many connections per connector (1 000 over 100 connectors, ≈2 M events), for
+// the slope in the number of connections.
+func fleetProfile() []connectorSpec {
+	var out []connectorSpec
+	for i := 0; i < 100; i++ {
+		spec := connectorSpec{id: fmt.Sprintf("fleet%03d", i), name: fmt.Sprintf("Fleet %03d", i), maxStaleness: 86400,
+			streams: []string{"items", "events"}, browser: i%2 == 0, profileKey: fmt.Sprintf("fleet-profile-%03d", i)}
+		kind := "account"
+		if spec.browser {
+			kind = "browser_collector"
+		}
+		for j := 0; j < 10; j++ {
+			spec.connections = append(spec.connections, connectionSpec{name: fmt.Sprintf("Fleet %03d — %d", i, j),
+				binding: fmt.Sprintf("n%d", j), kind: kind, runs: 400, failRate: 0.1})
+		}
+		out = append(out, spec)
+	}
+	return out
 }
 
 // load writes specs through the catalog, ingest and retained stores.
@@ -162,7 +219,7 @@ func load(ctx context.Context, db *bun.DB, specs []connectorSpec, seed int64, pr
 			key := catalog.ExpectedProfileKey(conn, connector)
 			for _, ev := range runEvents(rng, spec, cs, conn.ConnectionID, key, base) {
 				batch = append(batch, ev)
-				if len(batch) >= 1000 {
+				if len(batch) >= 5000 {
 					if err := flush(); err != nil {
 						return st, err
 					}
@@ -181,9 +238,9 @@ func load(ctx context.Context, db *bun.DB, specs []connectorSpec, seed int64, pr
 					return st, err
 				}
 			}
-		}
-		if progress != nil {
-			fmt.Fprintf(progress, "\rseeding: %d/%d connectors, %d events", ci+1, len(specs), st.Events+len(batch))
+			if progress != nil {
+				fmt.Fprintf(progress, "\rseeding: %d/%d connectors, %d connections, %d events", ci+1, len(specs), st.Connections, st.Events+len(batch))
+			}
 		}
 	}
 	if err := flush(); err != nil {
@@ -201,7 +258,10 @@ func load(ctx context.Context, db *bun.DB, specs []connectorSpec, seed int64, pr
 func runEvents(rng *rand.Rand, spec connectorSpec, cs connectionSpec, connID, key string, base time.Time) []json.RawMessage {
 	var out []json.RawMessage
 	gap := 6 * time.Hour
-	if cs.runs > 100 {
+	switch {
+	case cs.runs > 1000:
+		gap = 30 * time.Minute
+	case cs.runs > 100:
 		gap = 2 * time.Hour
 	}
 	for r := 0; r < cs.runs; r++ {

@@ -145,6 +145,7 @@ func setTimingHeaders(c *fiber.Ctx, st Stats, outcome Outcome, total time.Durati
 	ms := func(d time.Duration) string { return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 3, 64) }
 	c.Set("Server-Timing", fmt.Sprintf("db;dur=%s, project;dur=%s, total;dur=%s, cache;desc=%s", ms(st.DB()), ms(st.Project), ms(total), outcome))
 	c.Set("X-Summary-Cache", string(outcome))
+	c.Set("X-Summary-Statements", strconv.Itoa(st.Statements))
 }
 
 func (h *Handlers) feed(c *fiber.Ctx) error {
