@@ -138,8 +138,9 @@ func (o *Object) NonNegativeInt(key string, required bool) (int64, bool, error) 
 		}
 		return 0, false, nil
 	}
+	// json.Number also accepts a quoted number ("5"); a figure must be a JSON number.
 	var n json.Number
-	if err := json.Unmarshal(raw, &n); err != nil {
+	if raw[0] == '"' || json.Unmarshal(raw, &n) != nil {
 		return 0, false, Invalid(o.Path(key), "must be a non-negative integer")
 	}
 	f, err := n.Float64()

@@ -99,14 +99,14 @@ func liveProfile() []connectorSpec {
 		case i < 10: // busy connectors: two accounts each plus, for browser ones, a draft shell
 			for j := 0; j < 2; j++ {
 				spec.connections = append(spec.connections, connectionSpec{name: fmt.Sprintf("Source %02d — account %d", i, j),
-					binding: fmt.Sprintf("acct%d", j), kind: "browser_collector", runs: 10000, failRate: 0.12})
+					binding: fmt.Sprintf("acct%d", j), kind: "browser_collector", runs: 12000, failRate: 0.12})
 			}
 			if spec.browser {
 				spec.connections = append(spec.connections, connectionSpec{name: "draft shell", binding: "shell",
 					kind: "browser_collector", status: "draft", runs: 200, failRate: 1})
 			}
 		case i < 20:
-			spec.connections = []connectionSpec{{name: fmt.Sprintf("Source %02d", i), binding: "main", runs: 10000, failRate: 0.08}}
+			spec.connections = []connectionSpec{{name: fmt.Sprintf("Source %02d", i), binding: "main", runs: 12000, failRate: 0.08}}
 		}
 		if !spec.browser {
 			for j := range spec.connections {
@@ -248,6 +248,10 @@ func load(ctx context.Context, db *bun.DB, specs []connectorSpec, seed int64, pr
 	}
 	if progress != nil {
 		fmt.Fprintln(progress)
+	}
+	// Fresh planner statistics: right after a bulk load they are missing or stale.
+	if _, err := db.ExecContext(ctx, "ANALYZE"); err != nil {
+		return st, err
 	}
 	return st, nil
 }

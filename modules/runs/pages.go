@@ -52,6 +52,10 @@ func NewPageSource(db bun.IDB, o Options, now bootstrap.Clock) *PageSource {
 // PageSize is the number of runs per page.
 func (p *PageSource) PageSize() int { return p.pageSize }
 
+// MaxScanFactor bounds a filtered page: it folds at most MaxScanFactor × page_size runs looking
+// for matches, so a connector whose recent runs rarely pass the filter costs a bounded read.
+const MaxScanFactor = 32
+
 type recentRow struct {
 	RunID      string `bun:"run_id"`
 	OccurredAt string `bun:"occurred_at"`
@@ -82,8 +86,9 @@ func (p *PageSource) Read(ctx context.Context, key PageKey) (*Page, error) {
 			}
 		}
 		exhausted := len(rows) < scanLimit
+		truncated := false
 		if key.Status == "" && len(fresh) > p.pageSize-len(page.Runs) {
-			fresh = fresh[:p.pageSize-len(page.Runs)]
+			fresh, truncated = fresh[:p.pageSize-len(page.Runs)], true
 		}
 		if len(fresh) > 0 {
 			runs, err := p.load(ctx, key.ConnectorID, fresh, now)
@@ -98,11 +103,16 @@ func (p *PageSource) Read(ctx context.Context, key PageKey) (*Page, error) {
 			}
 		}
 		if exhausted {
-			page.Exhausted = true
+			// Runs cut off to fit the page exist beyond it: the page does not hold them all.
+			page.Exhausted = !truncated
 			break
+		}
+		if page.Scanned >= p.pageSize*MaxScanFactor {
+			break // window reached: older matches are left out, honestly null
 		}
 		last := rows[len(rows)-1]
 		after = &last
+		scanLimit = min(scanLimit*2, 8192) // a filtered page that finds few matches widens its steps
 	}
 	SortRuns(page.Runs)
 	if len(page.Runs) > p.pageSize {
