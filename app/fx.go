@@ -49,9 +49,11 @@ func Modules(cfg *Config, tokens Tokens, log *slog.Logger) fx.Option {
 // startServer listens after bootstrap is ready (Ready's start hook was appended first) and
 // shuts down gracefully: in-flight requests finish within http.shutdown_timeout.
 func startServer(lc fx.Lifecycle, app *fiber.App, cfg *Config, _ *bootstrap.Ready, l *Listening, log *slog.Logger) {
+	var ln net.Listener
 	lc.Append(fx.Hook{
 		OnStart: func(ctx context.Context) error {
-			ln, err := net.Listen("tcp", cfg.HTTPAddr)
+			var err error
+			ln, err = net.Listen("tcp", cfg.HTTPAddr)
 			if err != nil {
 				return err
 			}
@@ -64,7 +66,11 @@ func startServer(lc fx.Lifecycle, app *fiber.App, cfg *Config, _ *bootstrap.Read
 			return nil
 		},
 		OnStop: func(ctx context.Context) error {
-			return app.ShutdownWithTimeout(cfg.ShutdownTimeout)
+			err := app.ShutdownWithTimeout(cfg.ShutdownTimeout)
+			// If Stop comes before the serving goroutine registered the listener, fiber's
+			// shutdown has nothing to close: close it here so the port is never left open.
+			_ = ln.Close()
+			return err
 		},
 	})
 }

@@ -1,9 +1,7 @@
 package summary
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -18,17 +16,11 @@ import (
 
 // Handlers serves the feed, the deep diagnostics routes and the admin routes.
 type Handlers struct {
-	projector *Projector
-	cache     Cache
-	catalog   catalog.Reader
-	evidence  runs.Evidence
-	metrics   *Metrics
+	*Feed
 }
 
-// NewHandlers returns the summary handlers.
-func NewHandlers(p *Projector, c Cache, cat catalog.Reader, ev runs.Evidence, m *Metrics) *Handlers {
-	return &Handlers{projector: p, cache: c, catalog: cat, evidence: ev, metrics: m}
-}
+// NewHandlers returns the summary handlers over feed.
+func NewHandlers(feed *Feed) *Handlers { return &Handlers{Feed: feed} }
 
 // Routes implements httpx.Registrar.
 func (h *Handlers) Routes() []httpx.Route {
@@ -154,30 +146,7 @@ func (h *Handlers) feed(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	ctx := c.UserContext()
-	var res *Result
-	outcome := Bypass
-	switch {
-	case fr.Scoped:
-		h.cache.CountBypass()
-		res, err = h.projector.Scoped(ctx, fr.Connection, false)
-		h.metrics.Observe(PipelineScoped, res, err)
-	case fr.List.Pipeline == PipelineDeep:
-		h.cache.CountBypass()
-		res, err = h.projector.List(ctx, fr.List)
-		h.metrics.Observe(PipelineDeep, res, err)
-	default:
-		var v any
-		v, outcome, err = h.cache.Get(ctx, fr.List.CacheKey(), func(ctx context.Context) (any, error) {
-			r, err := h.projector.List(ctx, fr.List)
-			h.metrics.Observe(PipelineOverview, r, err)
-			return r, err
-		})
-		if err == nil {
-			res = v.(*Result)
-		}
-	}
-	h.metrics.CacheOutcome(outcome)
+	res, outcome, err := h.Read(c.UserContext(), fr)
 	if err != nil {
 		return err
 	}
@@ -190,12 +159,7 @@ func (h *Handlers) feed(c *fiber.Ctx) error {
 }
 
 func (h *Handlers) connection(c *fiber.Ctx) (*catalog.Entry, error) {
-	id := c.Params("id")
-	e, err := h.catalog.Connection(c.UserContext(), id)
-	if errors.Is(err, catalog.ErrNotFound) {
-		return nil, httpx.NotFound("connection_id", "no connection %q", id)
-	}
-	return e, err
+	return h.Connection(c.UserContext(), c.Params("id"))
 }
 
 // runs serves a connection's run summaries, newest first, within the evidence's window.
@@ -216,17 +180,9 @@ func (h *Handlers) runs(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	evs, err := h.evidence.For(c.UserContext(), runs.Request{Entries: []catalog.Entry{*e}})
+	out, err := h.Runs(c.UserContext(), e, status, limit)
 	if err != nil {
 		return err
-	}
-	out := []runs.Summary{}
-	if ev := evs[e.Connection.ConnectionID]; ev != nil {
-		for _, s := range ev.Runs {
-			if (status == "" || s.Status == status) && len(out) < limit {
-				out = append(out, s)
-			}
-		}
 	}
 	return httpx.JSON(c, fiber.StatusOK, fiber.Map{"object": "list", "connection_id": e.Connection.ConnectionID, "data": out, "has_more": false, "next_cursor": nil})
 }
@@ -245,39 +201,12 @@ type Diagnostics struct {
 	Timings            map[string]float64 `json:"timings"`
 }
 
-// BuildDiagnostics computes the scoped item of a connection with its evidence trail.
-func (h *Handlers) BuildDiagnostics(ctx context.Context, e *catalog.Entry) (*Diagnostics, error) {
-	res, err := h.projector.Scoped(ctx, e.Connection.ConnectionID, true)
-	if err != nil {
-		return nil, err
-	}
-	d := &Diagnostics{Object: "connection_diagnostics", ExpectedProfileKey: catalog.ExpectedProfileKey(e.Connection, e.Connector),
-		PagesRead: res.Stats.Pages, Candidates: []runs.Candidate{}, Statements: res.Stats.Statements, Timings: res.Stats.StageMillis()}
-	if d.PagesRead == nil {
-		d.PagesRead = []runs.PageKey{}
-	}
-	if len(res.Items) == 1 {
-		d.Item = &res.Items[0]
-	} else {
-		// Drafts and unlisted connectors have no feed item; still show the trail.
-		evs, err := h.evidence.For(ctx, runs.Request{Entries: []catalog.Entry{*e}, Trail: true})
-		if err != nil {
-			return nil, err
-		}
-		res.Evidence = evs
-	}
-	if ev := res.Evidence[e.Connection.ConnectionID]; ev != nil && ev.Candidates != nil {
-		d.Candidates = ev.Candidates
-	}
-	return d, nil
-}
-
 func (h *Handlers) diagnostics(c *fiber.Ctx) error {
 	e, err := h.connection(c)
 	if err != nil {
 		return err
 	}
-	d, err := h.BuildDiagnostics(c.UserContext(), e)
+	d, err := h.Diagnostics(c.UserContext(), e)
 	if err != nil {
 		return err
 	}

@@ -39,6 +39,7 @@ var Module = fx.Module("summary",
 		func(c catalog.Reader, r retained.Snapshot, ev runs.Evidence, now bootstrap.Clock) *Projector {
 			return NewProjector(c, r, ev, nil, now)
 		},
+		NewFeed,
 		NewHandlers,
 		fx.Annotate(func(h *Handlers) *Handlers { return h }, fx.As(new(httpx.Registrar)), fx.ResultTags(`group:"routes"`)),
 		fx.Annotate(func(m *Metrics) httpx.Middleware { return httpx.Middleware{Name: "metrics", Handler: m.Middleware()} },
