@@ -126,7 +126,12 @@ func (g guards) login(c *fiber.Ctx) error {
 		return errBadToken
 	}
 	c.Cookie(&fiber.Cookie{Name: OwnerCookie, Value: g.tokens.Owner, Path: "/", HTTPOnly: true, SameSite: fiber.CookieSameSiteLaxMode})
-	return c.Redirect("/dashboard", fiber.StatusSeeOther)
+	// next may name a console page to land on; anything else (other sites, other paths) is ignored.
+	target := "/dashboard"
+	if next := c.Query("next"); strings.HasPrefix(next, "/dashboard") && !strings.ContainsAny(next, "\\\r\n") && !strings.HasPrefix(next, "//") {
+		target = next
+	}
+	return c.Redirect(target, fiber.StatusSeeOther)
 }
 
 // errorHandler renders every error as the JSON error shape; 5xx never carry internals.

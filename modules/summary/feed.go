@@ -100,8 +100,11 @@ func (f *Feed) Diagnostics(ctx context.Context, e *catalog.Entry) (*Diagnostics,
 		}
 		res.Evidence = evs
 	}
-	if ev := res.Evidence[e.Connection.ConnectionID]; ev != nil && ev.Candidates != nil {
-		d.Candidates = ev.Candidates
+	if ev := res.Evidence[e.Connection.ConnectionID]; ev != nil {
+		if ev.Candidates != nil {
+			d.Candidates = ev.Candidates
+		}
+		d.Runs = ev.Runs
 	}
 	return d, nil
 }

@@ -199,6 +199,9 @@ type Diagnostics struct {
 	Candidates         []runs.Candidate   `json:"candidates"`
 	Statements         int                `json:"statements"`
 	Timings            map[string]float64 `json:"timings"`
+	// Runs are the connection's matching runs in run order (the console's history); the API
+	// shows them through the candidates.
+	Runs []runs.Summary `json:"-"`
 }
 
 func (h *Handlers) diagnostics(c *fiber.Ctx) error {

@@ -1,0 +1,220 @@
+package summary_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/uptrace/bun"
+
+	"connsum/modules/bootstrap"
+	"connsum/modules/bootstrap/dbtest"
+	"connsum/modules/catalog"
+	"connsum/modules/retained"
+	"connsum/modules/summary"
+)
+
+// Statement-count invariants (SPEC §7, §4.3, §4.5), counted with the bun query hook.
+
+func countList(t *testing.T, p *summary.Projector, q summary.ListQuery) (*summary.Result, int) {
+	t.Helper()
+	var c bootstrap.StatementCounter
+	res, err := p.List(bootstrap.WithStatementCounter(context.Background(), &c), q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Stats.Statements != c.Count() {
+		t.Errorf("Stats.Statements = %d, the hook counted %d", res.Stats.Statements, c.Count())
+	}
+	return res, c.Count()
+}
+
+func TestOverviewStatementsAreConstant(t *testing.T) {
+	dbtest.Engines(t, func(t *testing.T, db *bun.DB) {
+		f := newSumFixture(t, db)
+		f.connector("amazon", amazonManifest)
+		f.connector("gmail", `{"display_name":"Gmail"}`)
+		grow := func(from, to int) {
+			for i := from; i < to; i++ {
+				connector := "amazon"
+				if i%2 == 1 {
+					connector = "gmail"
+				}
+				id := fmt.Sprintf("cin_%03d", i)
+				f.connection(connector, id, catalog.StatusActive)
+				if i%3 == 0 {
+					f.retained(id, "orders", int64(i), 10, 0)
+				}
+				if i%10 == 0 {
+					f.add(sumRun(connector, "run_"+id, "", time.Duration(i)*time.Minute, "run.completed", sumEv{"connection_id": id})...)
+				}
+			}
+		}
+		p := f.projector(0, nil)
+		q := summary.ListQuery{Pipeline: summary.PipelineOverview}
+		grow(0, 5)
+		small, nSmall := countList(t, p, q)
+		grow(5, 200)
+		large, nLarge := countList(t, p, q)
+		if len(small.Items) != 5 || len(large.Items) != 200 {
+			t.Fatalf("rows: %d and %d, want 5 and 200", len(small.Items), len(large.Items))
+		}
+		if nSmall != nLarge {
+			t.Errorf("overview statements: %d for 5 connections, %d for 200: must not grow with N", nSmall, nLarge)
+		}
+		if nLarge > 6 {
+			t.Errorf("overview statements = %d, want ≤ 6", nLarge)
+		}
+		if nLarge == 0 {
+			t.Error("no statements counted: is the hook installed?")
+		}
+		// A page of the overview and a connector filter are constant too.
+		_, nPage := countList(t, p, summary.ListQuery{Pipeline: summary.PipelineOverview, Limit: 50})
+		_, nFilter := countList(t, p, summary.ListQuery{Pipeline: summary.PipelineOverview, ConnectorID: "gmail"})
+		if nPage > 6 || nFilter > 6 {
+			t.Errorf("overview page: %d statements, connector filter: %d, want ≤ 6", nPage, nFilter)
+		}
+	})
+}
+
+// seedSiblings gives connector n siblings whose runs all sit behind the same newest runs, so the
+// connector's pages have the same content whatever n is: six newest failed runs of sibling 0,
+// then four succeeded runs of sibling 1, then one older failed run per sibling.
+func seedSiblings(f *sumFixture, connector string, n int) {
+	f.connector(connector, fmt.Sprintf(`{"display_name":%q,"capabilities":{"browser_surface":{"profile_key":"%s-web"}}}`, connector, connector))
+	id := func(i int) string { return fmt.Sprintf("cin_%s_%02d", connector, i) }
+	key := func(i int) string { return connector + "-web:" + id(i) }
+	var evs []sumEv
+	for i := 0; i < n; i++ {
+		f.connection(connector, id(i), catalog.StatusActive)
+		evs = append(evs, sumRun(connector, fmt.Sprintf("%s_old_%02d", connector, i), key(i), time.Duration(i)*time.Minute, "run.failed", nil)...)
+	}
+	for i := 0; i < 4; i++ {
+		evs = append(evs, sumRun(connector, fmt.Sprintf("%s_ok_%d", connector, i), key(1), 90*time.Hour+time.Duration(i)*time.Hour, "run.completed", nil)...)
+	}
+	for i := 0; i < 6; i++ {
+		evs = append(evs, sumRun(connector, fmt.Sprintf("%s_head_%d", connector, i), key(0), 100*time.Hour+time.Duration(i)*time.Hour, "run.failed", nil)...)
+	}
+	f.add(evs...)
+}
+
+func TestDeepListReadsAtMostTwoPagesPerConnector(t *testing.T) {
+	dbtest.Engines(t, func(t *testing.T, db *bun.DB) {
+		f := newSumFixture(t, db)
+		seedSiblings(f, "few", 3)
+		seedSiblings(f, "many", 30)
+		f.clock.Set(sumT0.Add(200 * time.Hour))
+		p := f.projector(4, nil)
+
+		counts := map[string]int{}
+		for _, c := range []string{"few", "many"} {
+			res, n := countList(t, p, summary.ListQuery{Pipeline: summary.PipelineDeep, ConnectorID: c, Concurrency: 8})
+			counts[c] = n
+			perConnector := map[string]int{}
+			for _, k := range res.Stats.Pages {
+				perConnector[k.ConnectorID]++
+			}
+			if len(perConnector) != 1 || perConnector[c] == 0 || perConnector[c] > 2 {
+				t.Errorf("%s: pages read %v, want one or two pages of %s only", c, res.Stats.Pages, c)
+			}
+			items := byID(res.Items)
+			// Sibling 0 owns the newest runs; sibling 1 owns only successes behind the window.
+			s0, s1 := items[fmt.Sprintf("cin_%s_00", c)], items[fmt.Sprintf("cin_%s_01", c)]
+			if lastRunID(s0.LastRun) != c+"_head_5" || s0.LastSuccessfulRun != nil {
+				t.Errorf("%s sibling 0: last_run %s success %s, want %s_head_5 and null", c, lastRunID(s0.LastRun), lastRunID(s0.LastSuccessfulRun), c)
+			}
+			if s1.LastRun != nil || lastRunID(s1.LastSuccessfulRun) != c+"_ok_3" {
+				t.Errorf("%s sibling 1: last_run %s success %s, want null and %s_ok_3", c, lastRunID(s1.LastRun), lastRunID(s1.LastSuccessfulRun), c)
+			}
+		}
+		if counts["few"] != counts["many"] {
+			t.Errorf("deep list statements: %d for 3 siblings, %d for 30: must not grow with the number of connections", counts["few"], counts["many"])
+		}
+
+		// The full deep list over both connectors: two pages each at most, and exactly the
+		// statements of the two filtered lists minus one catalog and one retained read.
+		res, n := countList(t, p, summary.ListQuery{Pipeline: summary.PipelineDeep, Concurrency: 8})
+		per := map[string]int{}
+		for _, k := range res.Stats.Pages {
+			per[k.ConnectorID]++
+		}
+		if per["few"] > 2 || per["many"] > 2 || len(per) != 2 {
+			t.Errorf("full deep list pages: %v", res.Stats.Pages)
+		}
+		if len(res.Items) != 33 {
+			t.Errorf("full deep list: %d rows, want 33", len(res.Items))
+		}
+		_, nShallow := countList(t, p, summary.ListQuery{Pipeline: summary.PipelineOverview})
+		runStatements := func(c int) int { return c - nShallow }
+		if got, want := runStatements(n), runStatements(counts["few"])+runStatements(counts["many"]); got != want {
+			t.Errorf("full deep list spent %d statements on runs, the per-connector lists %d together", got, want)
+		}
+	})
+}
+
+// spySnapshot records how the retained snapshot is read.
+type spySnapshot struct {
+	inner retained.Snapshot
+	mu    sync.Mutex
+	all   []([]string)
+	one   []string
+}
+
+func (s *spySnapshot) All(ctx context.Context, ids []string) (map[string]*retained.Retained, error) {
+	s.mu.Lock()
+	s.all = append(s.all, ids)
+	s.mu.Unlock()
+	return s.inner.All(ctx, ids)
+}
+
+func (s *spySnapshot) ForConnection(ctx context.Context, id string) (*retained.Retained, error) {
+	s.mu.Lock()
+	s.one = append(s.one, id)
+	s.mu.Unlock()
+	return s.inner.ForConnection(ctx, id)
+}
+
+func (s *spySnapshot) reset() {
+	s.mu.Lock()
+	s.all, s.one = nil, nil
+	s.mu.Unlock()
+}
+
+func TestScopedReadNeverLoadsTheGlobalRetainedSnapshot(t *testing.T) {
+	dbtest.Engines(t, func(t *testing.T, db *bun.DB) {
+		f := newSumFixture(t, db)
+		seedFeed(f)
+		spy := &spySnapshot{inner: f.ret}
+		p := f.projector(0, spy)
+		for _, id := range []string{"cin_amz_a", "cin_gmail_1", "chase", "cin_nope"} {
+			spy.reset()
+			res, err := p.Scoped(f.ctx, id, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, ids := range spy.all {
+				if ids == nil {
+					t.Errorf("scoped read of %s loaded the all-connections retained snapshot", id)
+				} else if len(ids) != 1 {
+					t.Errorf("scoped read of %s loaded retained rows of %v", id, ids)
+				}
+			}
+			if len(res.Items) == 1 && len(spy.one)+len(spy.all) != 1 {
+				t.Errorf("scoped read of %s: ForConnection %v All %v, want one one-connection read", id, spy.one, spy.all)
+			}
+			if len(res.Items) == 1 && len(spy.one) == 1 && spy.one[0] != res.Items[0].ConnectionID {
+				t.Errorf("scoped read of %s read retained rows of %s", id, spy.one[0])
+			}
+		}
+		// The overview loads the snapshot once per projection.
+		spy.reset()
+		if _, err := p.List(f.ctx, summary.ListQuery{Pipeline: summary.PipelineOverview}); err != nil {
+			t.Fatal(err)
+		}
+		if len(spy.all)+len(spy.one) != 1 {
+			t.Errorf("overview read retained %d times (All %v, ForConnection %v), want once", len(spy.all)+len(spy.one), spy.all, spy.one)
+		}
+	})
+}
