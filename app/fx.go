@@ -11,6 +11,7 @@ import (
 
 	"connsum/modules/bootstrap"
 	"connsum/modules/catalog"
+	"connsum/modules/console"
 	"connsum/modules/httpx"
 	"connsum/modules/retained"
 	"connsum/modules/runs"
@@ -34,6 +35,7 @@ func Modules(cfg *Config, tokens Tokens, log *slog.Logger) fx.Option {
 		retained.Module,
 		fx.Supply(summary.Options{CacheTTL: cfg.CacheTTL, CacheSQLite: cfg.CacheSQLite}),
 		summary.Module,
+		console.Module,
 		fx.Provide(fx.Annotate(
 			func(cfg *Config, tokens Tokens, log *slog.Logger, regs []httpx.Registrar, mw []httpx.Middleware) *fiber.App {
 				return NewServer(ServerParams{Config: cfg, Tokens: tokens, Registrars: regs, Middleware: mw, Log: log})
