@@ -79,26 +79,48 @@ func ptr(s string) *string { return &s }
 
 func nonEmptyPtr(p *string) bool { return p != nil && *p != "" }
 
-// Fold folds one run's events into its summary. Every "first", "latest" and "terminal"
-// decision uses event_seq, never occurred_at; whether a started run is still in progress is
-// decided against now, so the same events fold differently as time passes.
-func Fold(runID string, events []EventRow, now time.Time, staleAfter time.Duration) Summary {
+// Partial is the time-independent part of a run's fold: everything but the in-progress /
+// orphaned decision, which depends on the clock. The read model stores it per run; Resolve
+// finishes it at read time, so both evidence paths share one fold.
+type Partial struct {
+	RunID      string
+	FirstAt    string
+	LastAt     string
+	EventCount int
+	// StatusKey is the status from rules 1 and 3 of SPEC §4.1, or "started" when rule 2 (a
+	// run.started without terminal event) applies and the clock must decide.
+	StatusKey          string
+	EventFailureReason *string
+	BSStatus           *string
+	BSWaitReason       *string
+	BSProfileKey       *string
+	ConnectionRef      *string
+	KnownGaps          json.RawMessage
+	CollectionFacts    json.RawMessage
+}
+
+// statusStarted is the StatusKey of a started run without terminal event.
+const statusStarted = "started"
+
+// Accumulate folds a run's events into its Partial. Every "first", "latest" and "terminal"
+// decision uses event_seq, never occurred_at.
+func Accumulate(runID string, events []EventRow) Partial {
 	evs := make([]EventRow, len(events))
 	copy(evs, events)
 	sort.Slice(evs, func(i, j int) bool { return evs[i].Seq < evs[j].Seq })
-	s := Summary{RunID: runID, EventCount: len(evs), KnownGaps: json.RawMessage("[]"), CollectionFacts: json.RawMessage("null")}
+	p := Partial{RunID: runID, EventCount: len(evs), StatusKey: StatusUnknown,
+		KnownGaps: json.RawMessage("[]"), CollectionFacts: json.RawMessage("null")}
 	if len(evs) == 0 {
-		s.Status = StatusUnknown
-		return s
+		return p
 	}
-	s.FirstAt, s.LastAt = evs[0].OccurredAt, evs[0].OccurredAt
+	p.FirstAt, p.LastAt = evs[0].OccurredAt, evs[0].OccurredAt
 	var terminal *EventRow
 	var lastStatus *string
 	started := false
 	for i := range evs {
 		e := &evs[i]
-		s.FirstAt = min(s.FirstAt, e.OccurredAt)
-		s.LastAt = max(s.LastAt, e.OccurredAt)
+		p.FirstAt = min(p.FirstAt, e.OccurredAt)
+		p.LastAt = max(p.LastAt, e.OccurredAt)
 		if _, ok := terminalTypes[e.Type]; ok {
 			terminal = e
 		}
@@ -109,32 +131,46 @@ func Fold(runID string, events []EventRow, now time.Time, staleAfter time.Durati
 			lastStatus = e.Status
 		}
 		if e.BSPresent {
-			s.BrowserSurfaceStatus, s.BrowserSurfaceWaitReason, s.BrowserSurfaceProfileKey = e.BSStatus, e.BSWaitReason, e.BSProfileKey
+			p.BSStatus, p.BSWaitReason, p.BSProfileKey = e.BSStatus, e.BSWaitReason, e.BSProfileKey
 		}
-		if s.ConnectionRef == nil && nonEmptyPtr(e.ConnectionRef) {
-			s.ConnectionRef = e.ConnectionRef
+		if p.ConnectionRef == nil && nonEmptyPtr(e.ConnectionRef) {
+			p.ConnectionRef = e.ConnectionRef
 		}
-		if s.FailureReason == nil && nonEmptyPtr(e.FailureReason) &&
+		if p.EventFailureReason == nil && nonEmptyPtr(e.FailureReason) &&
 			(e.Type == "run.failed" || (e.Status != nil && (*e.Status == "failed" || *e.Status == "rejected"))) {
-			s.FailureReason = e.FailureReason
+			p.EventFailureReason = e.FailureReason
 		}
 	}
-	orphaned := false
 	switch {
 	case terminal != nil:
-		s.Status = terminalTypes[terminal.Type]
-		s.applyTerminalData(terminal.Data)
+		p.StatusKey = terminalTypes[terminal.Type]
+		p.applyTerminalData(terminal.Data)
 	case started:
-		last, err := time.Parse(TimeFormat, s.LastAt)
+		p.StatusKey = statusStarted
+	case lastStatus != nil:
+		p.StatusKey = *lastStatus
+	}
+	return p
+}
+
+// Resolve finishes a Partial against the clock: a started run without terminal event is
+// in_progress while now - last_at <= staleAfter, else failed/orphaned_started_run.
+func (p Partial) Resolve(now time.Time, staleAfter time.Duration) Summary {
+	s := Summary{RunID: p.RunID, Status: p.StatusKey, FirstAt: p.FirstAt, LastAt: p.LastAt, EventCount: p.EventCount,
+		FailureReason: p.EventFailureReason, BrowserSurfaceStatus: p.BSStatus, BrowserSurfaceWaitReason: p.BSWaitReason,
+		BrowserSurfaceProfileKey: p.BSProfileKey, KnownGaps: p.KnownGaps, CollectionFacts: p.CollectionFacts,
+		ConnectionRef: p.ConnectionRef}
+	if p.EventCount == 0 {
+		return s
+	}
+	orphaned := false
+	if p.StatusKey == statusStarted {
+		last, err := time.Parse(TimeFormat, p.LastAt)
 		if err == nil && now.Sub(last) <= staleAfter {
 			s.Status = StatusInProgress
 		} else {
 			s.Status, orphaned = StatusFailed, true
 		}
-	case lastStatus != nil:
-		s.Status = *lastStatus
-	default:
-		s.Status = StatusUnknown
 	}
 	if s.FailureReason == nil {
 		switch {
@@ -158,9 +194,15 @@ func Fold(runID string, events []EventRow, now time.Time, staleAfter time.Durati
 	return s
 }
 
+// Fold folds one run's events into its summary: Accumulate, then Resolve against now. The same
+// events fold differently as time passes (a started run becomes orphaned).
+func Fold(runID string, events []EventRow, now time.Time, staleAfter time.Duration) Summary {
+	return Accumulate(runID, events).Resolve(now, staleAfter)
+}
+
 // applyTerminalData takes known_gaps (an array, default []) and collection_facts (an object or
 // null) from the latest terminal event's data.
-func (s *Summary) applyTerminalData(data *string) {
+func (s *Partial) applyTerminalData(data *string) {
 	if data == nil {
 		return
 	}

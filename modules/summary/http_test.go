@@ -557,7 +557,7 @@ func (h *feedHTTP) checkAdmin() {
 
 	m := h.call(feedAdmin, "GET", "/metrics", nil)
 	if m.status != 200 || !strings.HasPrefix(m.header.Get("Content-Type"), "text/plain") {
-		t.Errorf("/metrics = %d %s", m.status, m.header.Get("Content-Type"))
+		t.Errorf("/metrics = %d %s: %.600s", m.status, m.header.Get("Content-Type"), m.body)
 	}
 	for _, want := range []string{"connsum_projection_duration_seconds", "connsum_summary_cache_requests_total"} {
 		if !strings.Contains(string(m.body), want) {

@@ -1,6 +1,7 @@
 package summary
 
 import (
+	"strings"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -67,7 +68,9 @@ func (m *Metrics) Middleware() fiber.Handler {
 		if r := c.Route(); r != nil && r.Path != "/" {
 			route = r.Path
 		}
-		m.requests.WithLabelValues(c.Method(), route, string(rune('0'+code/100))+"xx").Observe(time.Since(start).Seconds())
+		// fiber's strings alias fasthttp buffers that the next request reuses; the registry keeps
+		// label values, so they must be copies or a stored series changes its labels later.
+		m.requests.WithLabelValues(strings.Clone(c.Method()), strings.Clone(route), string(rune('0'+code/100))+"xx").Observe(time.Since(start).Seconds())
 		return err
 	}
 }
