@@ -33,6 +33,7 @@ type Config struct {
 	CacheSQLite      bool
 	RunsPageSize     int
 	RunsStaleAfter   time.Duration
+	RunsEvidence     string
 	IngestMaxEvents  int
 	LogLevel         string
 }
@@ -102,6 +103,7 @@ var settings = []setting{
 	{"summary.cache.sqlite", "false", boolean(func(c *Config) *bool { return &c.CacheSQLite })},
 	{"runs.page_size", "64", integer(func(c *Config) *int { return &c.RunsPageSize }, 1, 10000)},
 	{"runs.stale_after", "30m", duration(func(c *Config) *time.Duration { return &c.RunsStaleAfter }, time.Second)},
+	{"runs.evidence", "read_model", str(func(c *Config) *string { return &c.RunsEvidence })},
 	{"ingest.max_batch_events", "5000", integer(func(c *Config) *int { return &c.IngestMaxEvents }, 1, 5000)},
 	{"log.level", "info", str(func(c *Config) *string { return &c.LogLevel })},
 }
@@ -169,6 +171,9 @@ func LoadConfig(file string, explicit bool, env func(string) (string, bool), fla
 	}
 	if c.AdminToken != "" && (len(c.AdminToken) < 16 || c.AdminToken == c.OwnerToken) {
 		return nil, &ConfigError{Key: "auth.admin_token", Source: source["auth.admin_token"], Msg: "must be at least 16 characters and differ from the owner token"}
+	}
+	if c.RunsEvidence != "read_model" && c.RunsEvidence != "spine" {
+		return nil, &ConfigError{Key: "runs.evidence", Source: source["runs.evidence"], Msg: "must be read_model or spine"}
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -28,7 +28,7 @@ func Modules(cfg *Config, tokens Tokens, log *slog.Logger) fx.Option {
 		fx.Supply(cfg, tokens, log, bootstrap.Clock(time.Now)),
 		fx.Supply(bootstrap.Options{URL: cfg.DBURL, AutoMigrate: cfg.DBAutoMigrate,
 			Pool: bootstrap.PoolOptions{MaxOpenConns: cfg.DBMaxOpenConns, MaxIdleConns: cfg.DBMaxOpenConns}}),
-		fx.Supply(runs.Options{PageSize: cfg.RunsPageSize, StaleAfter: cfg.RunsStaleAfter, MaxBatchEvents: cfg.IngestMaxEvents}),
+		fx.Supply(runs.Options{PageSize: cfg.RunsPageSize, StaleAfter: cfg.RunsStaleAfter, MaxBatchEvents: cfg.IngestMaxEvents, Evidence: cfg.RunsEvidence}),
 		bootstrap.Module,
 		catalog.Module,
 		runs.Module,

@@ -22,6 +22,7 @@ import (
 
 	"connsum/modules/bootstrap"
 	"connsum/modules/perf"
+	"connsum/modules/runs"
 )
 
 const usage = `connsum — the per-connection summary feed of a personal-data server
@@ -50,6 +51,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		err = migrateCmd(args, stdout)
 	case "seed":
 		err = seedCmd(args, stdout)
+	case "rebuild":
+		err = rebuildCmd(args, stdout)
 	case "bench":
 		err = perf.BenchMain(args, stdout, stderr, benchStarter)
 	case "help", "-h", "--help":
@@ -290,4 +293,44 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// rebuildCmd recomputes the run read model from the spine log and reports what it fixed.
+func rebuildCmd(args []string, stdout io.Writer) error {
+	c := newFlags("rebuild")
+	if err := c.fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := c.load()
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	db, err := bootstrap.Open(ctx, cfg.DBURL, bootstrap.PoolOptions{MaxOpenConns: 4})
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := bootstrap.NewMigrator(db).Migrate(ctx); err != nil {
+		return err
+	}
+	rm := runs.NewReadModel(db, runs.Options{PageSize: cfg.RunsPageSize, StaleAfter: cfg.RunsStaleAfter}, time.Now)
+	start := time.Now()
+	rep, err := rm.Rebuild(ctx, db, stdout)
+	if err != nil {
+		return err
+	}
+	if rep.Resumed {
+		fmt.Fprintln(stdout, "resumed an interrupted rebuild")
+	}
+	fmt.Fprintf(stdout, "rebuild done in %s: %d runs scanned, %d inserted, %d changed, %d removed; %d heads fixed\n",
+		time.Since(start).Round(time.Millisecond), rep.RunsScanned, rep.RunsInserted, rep.RunsChanged, rep.RunsRemoved, rep.HeadsFixed)
+	for i, id := range rep.FixedHeadIDs {
+		if i == 20 {
+			fmt.Fprintf(stdout, "  … and %d more\n", len(rep.FixedHeadIDs)-20)
+			break
+		}
+		fmt.Fprintf(stdout, "  fixed head of %s\n", id)
+	}
+	return nil
 }

@@ -13,11 +13,7 @@ func init() {
 			if err := applyStatements(ctx, tx, schemaV1); err != nil {
 				return err
 			}
-			var idx []string
-			for _, ix := range RequiredIndexes(DialectOf(tx)) {
-				idx = append(idx, ix.create)
-			}
-			return applyStatements(ctx, tx, idx)
+			return applyStatements(ctx, tx, indexesOn(DialectOf(tx), "spine_events", "connections"))
 		})
 	}, nil)
 }

@@ -93,6 +93,41 @@ var schemaV1 = []string{
 	)`,
 }
 
+// readModelV2 holds the maintained run read model (SPEC §4.8): one row per connector run with
+// the time-independent part of its fold and the connection it is attributed to, a head per
+// connection, and the sequence the model has applied.
+var readModelV2 = []string{
+	`CREATE TABLE IF NOT EXISTS run_summaries (
+		connector_id TEXT NOT NULL,
+		run_id TEXT NOT NULL,
+		connection_id TEXT,
+		profile_key TEXT,
+		connection_ref TEXT,
+		first_at TEXT NOT NULL,
+		last_at TEXT NOT NULL,
+		event_count BIGINT NOT NULL,
+		status_key TEXT NOT NULL,
+		event_failure_reason TEXT,
+		bs_status TEXT,
+		bs_wait_reason TEXT,
+		known_gaps TEXT NOT NULL,
+		collection_facts TEXT NOT NULL,
+		last_event_seq BIGINT NOT NULL,
+		PRIMARY KEY (connector_id, run_id)
+	)`,
+	`CREATE TABLE IF NOT EXISTS run_heads (
+		connection_id TEXT PRIMARY KEY,
+		connector_id TEXT NOT NULL,
+		last_run_id TEXT,
+		last_success_run_id TEXT
+	)`,
+	`CREATE TABLE IF NOT EXISTS read_model_state (
+		name TEXT PRIMARY KEY,
+		value BIGINT NOT NULL DEFAULT 0,
+		text_value TEXT
+	)`,
+}
+
 // RequiredIndex is an index a read path depends on. The service verifies each at start and
 // recreates a missing one.
 type RequiredIndex struct {
@@ -126,7 +161,36 @@ func RequiredIndexes(d Dialect) []RequiredIndex {
 			Reason: "overview order and keyset pages",
 			create: "CREATE INDEX IF NOT EXISTS idx_connections_feed_order ON connections (connector_id, created_at, connection_id)",
 		},
+		{
+			Name: "idx_run_summaries_connection_order", Table: "run_summaries",
+			Reason: "read model: a connection's runs newest first, its head",
+			create: "CREATE INDEX IF NOT EXISTS idx_run_summaries_connection_order ON run_summaries (connection_id, last_at DESC, run_id DESC)",
+		},
+		{
+			Name: "idx_run_summaries_connection_status", Table: "run_summaries",
+			Reason: "read model: a connection's latest successful run",
+			create: "CREATE INDEX IF NOT EXISTS idx_run_summaries_connection_status ON run_summaries (connection_id, status_key, last_at DESC, run_id DESC)",
+		},
+		{
+			Name: "idx_run_summaries_connector_order", Table: "run_summaries",
+			Reason: "read model: a connector's recent runs (diagnostics candidates), re-attribution",
+			create: "CREATE INDEX IF NOT EXISTS idx_run_summaries_connector_order ON run_summaries (connector_id, last_at DESC, run_id DESC)",
+		},
 	}
+}
+
+// indexesOn returns the create statements of the required indexes on the given tables, so each
+// migration creates the indexes of the tables it creates.
+func indexesOn(d Dialect, tables ...string) []string {
+	var out []string
+	for _, ix := range RequiredIndexes(d) {
+		for _, t := range tables {
+			if ix.Table == t {
+				out = append(out, ix.create)
+			}
+		}
+	}
+	return out
 }
 
 func applyStatements(ctx context.Context, db bun.IDB, stmts []string) error {

@@ -1,10 +1,12 @@
 package catalog
 
 import (
+	"context"
 	"errors"
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/uptrace/bun"
 
 	"connsum/modules/httpx"
 )
@@ -13,6 +15,15 @@ import (
 // cache uses it to invalidate at once (SPEC §4.7).
 type ChangeNotifier interface {
 	CatalogChanged()
+}
+
+// WriteHook runs inside the catalog's write transactions so derived state (the run read model)
+// changes atomically with the catalog.
+type WriteHook interface {
+	// ConnectionCreated runs after a new connection row is inserted.
+	ConnectionCreated(ctx context.Context, tx bun.Tx, conn *Connection, connector *Connector) error
+	// ProfileKeyChanged runs after a connector's browser profile key changed.
+	ProfileKeyChanged(ctx context.Context, tx bun.Tx, connectorID string) error
 }
 
 // Handlers serves the catalog's write routes.

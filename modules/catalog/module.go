@@ -11,7 +11,8 @@ import (
 // Module provides the catalog store, its Reader port and its write routes.
 var Module = fx.Module("catalog",
 	fx.Provide(
-		func(db *bun.DB, now bootstrap.Clock) *Store { return NewStore(db, now) },
+		fx.Annotate(func(db *bun.DB, now bootstrap.Clock, hook WriteHook) *Store { return NewStore(db, now).WithHook(hook) },
+			fx.ParamTags(``, ``, `optional:"true"`)),
 		fx.Annotate(func(s *Store) *Store { return s }, fx.As(new(Reader))),
 		fx.Annotate(
 			func(s *Store, n ChangeNotifier) *Handlers { return NewHandlers(s, n) },

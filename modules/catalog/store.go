@@ -14,8 +14,16 @@ import (
 
 // Store reads and writes connectors and connections.
 type Store struct {
-	db  bun.IDB
-	now bootstrap.Clock
+	db   bun.IDB
+	now  bootstrap.Clock
+	hook WriteHook
+}
+
+// WithHook returns the store with a write hook (nil for none).
+func (s *Store) WithHook(h WriteHook) *Store {
+	c := *s
+	c.hook = h
+	return &c
 }
 
 // NewStore returns a Store over db.
@@ -42,8 +50,13 @@ func (s *Store) PutConnector(ctx context.Context, id string, m Manifest) (c *Con
 			return err
 		}
 		c.CreatedAt = existing.CreatedAt
-		_, err := tx.NewUpdate().Model(c).WherePK().Exec(ctx)
-		return err
+		if _, err := tx.NewUpdate().Model(c).WherePK().Exec(ctx); err != nil {
+			return err
+		}
+		if s.hook != nil && deref(existing.ProfileKey) != deref(c.ProfileKey) {
+			return s.hook.ProfileKeyChanged(ctx, tx, id)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("catalog: put connector %s: %w", id, err)
@@ -120,8 +133,13 @@ func (s *Store) CreateConnection(ctx context.Context, in ConnectionInput) (conn 
 			conn.RevokedAt = &now
 		}
 		created = true
-		_, err = tx.NewInsert().Model(conn).Exec(ctx)
-		return err
+		if _, err := tx.NewInsert().Model(conn).Exec(ctx); err != nil {
+			return err
+		}
+		if s.hook != nil {
+			return s.hook.ConnectionCreated(ctx, tx, conn, connector)
+		}
+		return nil
 	})
 	if err != nil {
 		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) {
@@ -167,4 +185,11 @@ func (s *Store) PatchConnection(ctx context.Context, id string, p ConnectionPatc
 		return nil, fmt.Errorf("catalog: patch connection %s: %w", id, err)
 	}
 	return conn, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

@@ -128,14 +128,14 @@ func (p *Pages) render(c *fiber.Ctx, name, title, nav string, data any, started 
 	return c.Send(buf.Bytes())
 }
 
-func (p *Pages) overview(ctx context.Context, pl summary.Pipeline) (*summary.Result, error) {
-	res, _, err := p.feed.Read(ctx, summary.FeedRequest{List: summary.ListQuery{Pipeline: pl}})
+func (p *Pages) overview(ctx context.Context, pl summary.Pipeline, history int) (*summary.Result, error) {
+	res, _, err := p.feed.Read(ctx, summary.FeedRequest{List: summary.ListQuery{Pipeline: pl, History: history}})
 	return res, err
 }
 
 func (p *Pages) dashboard(c *fiber.Ctx) error {
 	start := time.Now()
-	res, err := p.overview(c.UserContext(), summary.PipelineOverview)
+	res, err := p.overview(c.UserContext(), summary.PipelineOverview, 0)
 	if err != nil {
 		return err
 	}
@@ -155,7 +155,7 @@ const runsPerConnection = 8
 
 func (p *Pages) runsPage(c *fiber.Ctx) error {
 	start := time.Now()
-	res, err := p.overview(c.UserContext(), summary.PipelineDeep)
+	res, err := p.overview(c.UserContext(), summary.PipelineDeep, runsPerConnection)
 	if err != nil {
 		return err
 	}

@@ -143,8 +143,10 @@ func load(ctx context.Context, db *bun.DB, specs []connectorSpec, seed int64, pr
 	rng := rand.New(rand.NewSource(seed))
 	base := time.Now().UTC().Truncate(time.Hour)
 	clock := func() time.Time { return base }
-	cat := catalog.NewStore(db, clock)
-	ing := runs.NewIngester(db, time.Now)
+	// Seeds maintain the run read model like the service does.
+	rm := runs.NewReadModel(db, runs.Options{}, time.Now)
+	cat := catalog.NewStore(db, clock).WithHook(rm)
+	ing := runs.NewIngester(db, time.Now, rm)
 	ret := retained.NewStore(db, clock)
 	var st SeedStats
 	var batch []json.RawMessage

@@ -35,6 +35,9 @@ type Request struct {
 	Trail bool
 	// Concurrency bounds parallel page reads (default 4).
 	Concurrency int
+	// History asks for up to this many of each connection's runs in ConnectionEvidence.Runs
+	// (deep reads). The spine pipeline always lists the runs of the pages it read.
+	History int
 }
 
 // Evidence is the run-evidence port: the spine fold with per-projection page reuse, and later

@@ -44,7 +44,7 @@ func newFeedFixture(t *testing.T, db *bun.DB) *feedFixture {
 	t.Helper()
 	clk := &feedClock{t: feedT0.Add(24 * time.Hour)}
 	return &feedFixture{t: t, ctx: context.Background(), db: db, clock: clk,
-		cat: catalog.NewStore(db, clk.Now), ing: runs.NewIngester(db, clk.Now)}
+		cat: catalog.NewStore(db, clk.Now).WithHook(runs.NewReadModel(db, runs.Options{}, clk.Now)), ing: runs.NewIngester(db, clk.Now, runs.NewReadModel(db, runs.Options{}, clk.Now))}
 }
 
 func (f *feedFixture) connector(id, manifest string) {

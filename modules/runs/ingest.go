@@ -37,14 +37,22 @@ type IngestResult struct {
 // that has seen seq N has seen every event below N.
 const ingestLockKey = 7780_0002
 
-// Ingester appends validated event batches to the spine.
-type Ingester struct {
-	db  *bun.DB
-	now bootstrap.Clock
+// AppendHook sees every stored batch inside the appending transaction (the read model).
+type AppendHook interface {
+	Apply(ctx context.Context, tx bun.IDB, events []*Event) error
 }
 
-// NewIngester returns an Ingester over db.
-func NewIngester(db *bun.DB, now bootstrap.Clock) *Ingester { return &Ingester{db: db, now: now} }
+// Ingester appends validated event batches to the spine.
+type Ingester struct {
+	db   *bun.DB
+	now  bootstrap.Clock
+	hook AppendHook
+}
+
+// NewIngester returns an Ingester over db. hook may be nil (no read model maintained).
+func NewIngester(db *bun.DB, now bootstrap.Clock, hook AppendHook) *Ingester {
+	return &Ingester{db: db, now: now, hook: hook}
+}
 
 // Append stores a batch atomically: all new events or none. An event_id already stored (or
 // repeated in the batch) with identical content is a duplicate and skipped; with different
@@ -83,6 +91,9 @@ func (in *Ingester) Append(ctx context.Context, events []*Event) (IngestResult, 
 			res.LastEventSeq = max(res.LastEventSeq, e.EventSeq)
 		}
 		res.Accepted = len(fresh)
+		if in.hook != nil {
+			return in.hook.Apply(ctx, tx, fresh)
+		}
 		return nil
 	})
 	if err != nil {

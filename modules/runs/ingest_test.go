@@ -66,7 +66,7 @@ func ev(id, typ, at string, extra ...string) string {
 func TestAppendAssignsIncreasingSeqAndNormalisesTimes(t *testing.T) {
 	dbtest.Engines(t, func(t *testing.T, db *bun.DB) {
 		ctx := context.Background()
-		in := runs.NewIngester(db, ingestClock)
+		in := runs.NewIngester(db, ingestClock, nil)
 		// occurred_at deliberately out of time order: event_seq follows insertion, not time.
 		res1, err := in.Append(ctx, parseBatch(t,
 			ev("b1_a", "run.started", "2026-11-20T08:01:02.345+01:00", `"run_id":"r1"`),
@@ -130,7 +130,7 @@ func TestAppendAssignsIncreasingSeqAndNormalisesTimes(t *testing.T) {
 func TestAppendDuplicatesAndConflicts(t *testing.T) {
 	dbtest.Engines(t, func(t *testing.T, db *bun.DB) {
 		ctx := context.Background()
-		in := runs.NewIngester(db, ingestClock)
+		in := runs.NewIngester(db, ingestClock, nil)
 		batch := []string{
 			ev("e1", "run.started", "2026-11-20T08:00:00Z", `"run_id":"r1"`, `"data":{"a":1,"b":[1,2]}`),
 			ev("e2", "run.progress", "2026-11-20T08:00:01Z", `"run_id":"r1"`),
@@ -208,7 +208,7 @@ func TestAppendDerivesSourceFromTheNamedConnection(t *testing.T) {
 			t.Fatal(err)
 		}
 		id := conn.ConnectionID
-		in := runs.NewIngester(db, ingestClock)
+		in := runs.NewIngester(db, ingestClock, nil)
 		if _, err := in.Append(ctx, parseBatch(t,
 			ev("by_connection_id", "run.started", "2026-11-20T08:00:00Z", `"run_id":"r1"`, `"connection_id":"`+id+`"`),
 			ev("by_instance_id", "run.started", "2026-11-20T08:00:00Z", `"run_id":"r2"`, `"connector_instance_id":"`+id+`"`),

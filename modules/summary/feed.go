@@ -64,7 +64,7 @@ func (f *Feed) Connection(ctx context.Context, id string) (*catalog.Entry, error
 
 // Runs lists a connection's runs newest first, optionally only one status, at most limit.
 func (f *Feed) Runs(ctx context.Context, e *catalog.Entry, status string, limit int) ([]runs.Summary, error) {
-	evs, err := f.evidence.For(ctx, runs.Request{Entries: []catalog.Entry{*e}})
+	evs, err := f.evidence.For(ctx, runs.Request{Entries: []catalog.Entry{*e}, History: limit})
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +94,7 @@ func (f *Feed) Diagnostics(ctx context.Context, e *catalog.Entry) (*Diagnostics,
 		d.Item = &res.Items[0]
 	} else {
 		// Drafts and unlisted connectors have no feed item; still show the trail.
-		evs, err := f.evidence.For(ctx, runs.Request{Entries: []catalog.Entry{*e}, Trail: true})
+		evs, err := f.evidence.For(ctx, runs.Request{Entries: []catalog.Entry{*e}, Trail: true, History: runs.HistoryPerConnection})
 		if err != nil {
 			return nil, err
 		}

@@ -50,7 +50,7 @@ func newSumFixture(t *testing.T, db *bun.DB) *sumFixture {
 	t.Helper()
 	clk := newSumClock(sumT0.Add(-24 * time.Hour))
 	return &sumFixture{t: t, ctx: context.Background(), db: db, clock: clk,
-		cat: catalog.NewStore(db, clk.Now), ing: runs.NewIngester(db, clk.Now), ret: retained.NewStore(db, clk.Now)}
+		cat: catalog.NewStore(db, clk.Now).WithHook(runs.NewReadModel(db, runs.Options{}, clk.Now)), ing: runs.NewIngester(db, clk.Now, runs.NewReadModel(db, runs.Options{}, clk.Now)), ret: retained.NewStore(db, clk.Now)}
 }
 
 func (f *sumFixture) connector(id, manifest string) {

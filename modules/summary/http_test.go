@@ -36,9 +36,15 @@ type feedHTTP struct {
 }
 
 func startFeedHTTP(t *testing.T, dbURL string) *feedHTTP {
+	return startFeedHTTPWith(t, dbURL, "spine")
+}
+
+// startFeedHTTPWith wires the service with runs.evidence set to evidence (spine or read_model):
+// the fx wiring swaps the implementation of the runs.Evidence port.
+func startFeedHTTPWith(t *testing.T, dbURL, evidence string) *feedHTTP {
 	t.Helper()
 	cfg, err := app.LoadConfig("", false, func(string) (string, bool) { return "", false },
-		map[string]string{"db.url": dbURL, "http.addr": "127.0.0.1:0"})
+		map[string]string{"db.url": dbURL, "http.addr": "127.0.0.1:0", "runs.evidence": evidence})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,9 +228,19 @@ func (h *feedHTTP) seed() {
 	h.owner("POST", "/_ref/spine/events", map[string]any{"events": evs}, 200)
 }
 
+// TestFeedHTTP runs the feed's acceptance checks with each implementation of the evidence port:
+// the spine pipeline (shallow overview, deep reads from run pages) and the read model (run
+// evidence in the overview too).
 func TestFeedHTTP(t *testing.T) {
+	for _, evidence := range []string{"spine", "read_model"} {
+		t.Run(evidence, func(t *testing.T) { testFeedHTTP(t, evidence) })
+	}
+}
+
+func testFeedHTTP(t *testing.T, evidence string) {
+	deepKind := map[string]string{"spine": "deep", "read_model": "read_model"}[evidence]
 	dbtest.EngineURLs(t, func(t *testing.T, dbURL string) {
-		h := startFeedHTTP(t, dbURL)
+		h := startFeedHTTPWith(t, dbURL, evidence)
 		h.seed()
 		overviewMiss, overviewHit := "off", "off"
 		if h.pg {
@@ -240,9 +256,21 @@ func TestFeedHTTP(t *testing.T) {
 		if env.HasMore || env.NextCursor != nil {
 			t.Error("overview without limit: has_more/next_cursor set")
 		}
+		wantOverview := map[string]string{"cin_amz_a": "r_a", "cin_amz_b": "r_b", "cin_chase_1": ""}
 		for _, it := range items {
-			if it.Evidence != "shallow" || it.LastRun != nil {
-				t.Errorf("overview %s: evidence %s last_run %v", it.ConnectionID, it.Evidence, it.LastRun)
+			switch evidence {
+			case "spine":
+				if it.Evidence != "shallow" || it.LastRun != nil {
+					t.Errorf("overview %s: evidence %s last_run %v", it.ConnectionID, it.Evidence, it.LastRun)
+				}
+			default:
+				got := ""
+				if it.LastRun != nil {
+					got = it.LastRun.RunID
+				}
+				if it.Evidence != "read_model" || got != wantOverview[it.ConnectionID] {
+					t.Errorf("overview %s: evidence %s last_run %q, want read_model %q", it.ConnectionID, it.Evidence, got, wantOverview[it.ConnectionID])
+				}
 			}
 		}
 		var chase map[string]json.RawMessage
@@ -259,7 +287,7 @@ func TestFeedHTTP(t *testing.T) {
 		// Scoped and deep reads bypass the cache and carry run evidence.
 		rs, _, scoped := h.feed("?connection=cin_amz_a")
 		h.wantCache(rs, "bypass")
-		if len(scoped) != 1 || scoped[0].Evidence != "deep" || scoped[0].LastRun == nil || scoped[0].LastRun.RunID != "r_a" {
+		if len(scoped) != 1 || scoped[0].Evidence != deepKind || scoped[0].LastRun == nil || scoped[0].LastRun.RunID != "r_a" {
 			t.Fatalf("scoped read: %s", rs.body)
 		}
 		rd, deepEnv, deep := h.feed("?depth=deep")
@@ -267,7 +295,7 @@ func TestFeedHTTP(t *testing.T) {
 		var scopedEnv feedEnvelope
 		_ = json.Unmarshal(rs.body, &scopedEnv)
 		for i, it := range deep {
-			if it.Evidence != "deep" {
+			if it.Evidence != deepKind {
 				t.Errorf("deep %s evidence %s", it.ConnectionID, it.Evidence)
 			}
 			if it.ConnectionID == "cin_amz_a" && string(deepEnv.Data[i]) != string(scopedEnv.Data[0]) {
@@ -371,7 +399,7 @@ func TestFeedHTTP(t *testing.T) {
 			t.Errorf("after unlisting chase: %v", feedIDs(unlisted))
 		}
 
-		h.checkDiagnostics()
+		h.checkDiagnostics(deepKind)
 		h.checkRunsRoute()
 		h.checkAdmin()
 	})
@@ -402,10 +430,10 @@ func (h *feedHTTP) diagnostics(id string) diagBody {
 	return d
 }
 
-func (h *feedHTTP) checkDiagnostics() {
+func (h *feedHTTP) checkDiagnostics(deepKind string) {
 	t := h.t
 	d := h.diagnostics("cin_amz_a")
-	if d.Object != "connection_diagnostics" || d.Item == nil || d.Item.ConnectionID != "cin_amz_a" || d.Item.Evidence != "deep" {
+	if d.Object != "connection_diagnostics" || d.Item == nil || d.Item.ConnectionID != "cin_amz_a" || d.Item.Evidence != deepKind {
 		t.Errorf("diagnostics: object %q item %+v", d.Object, d.Item)
 	}
 	if d.ExpectedProfileKey != "amazon-shopping:cin_amz_a" {

@@ -36,8 +36,8 @@ var Module = fx.Module("summary",
 		NewCache,
 		func(c Cache) catalog.ChangeNotifier { return c },
 		NewMetrics,
-		func(c catalog.Reader, r retained.Snapshot, ev runs.Evidence, now bootstrap.Clock) *Projector {
-			return NewProjector(c, r, ev, nil, now)
+		func(c catalog.Reader, r retained.Snapshot, ev runs.Evidence, ov runs.OverviewEvidence, now bootstrap.Clock) *Projector {
+			return NewProjector(c, r, ev, ov.Evidence, now)
 		},
 		NewFeed,
 		NewHandlers,

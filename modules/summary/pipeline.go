@@ -29,6 +29,8 @@ type ListQuery struct {
 	After       *catalog.Key
 	Pipeline    Pipeline
 	Concurrency int
+	// History asks deep lists for each connection's recent runs (the console's runs page).
+	History int
 }
 
 // CacheKey is the normalised key of an overview query.
@@ -139,7 +141,7 @@ func (p *Projector) List(ctx context.Context, q ListQuery) (*Result, error) {
 			ids[i] = e.Connection.ConnectionID
 		}
 	}
-	if err := p.fill(ctx, res, entries, ids, q.Pipeline, false, q.Concurrency); err != nil {
+	if err := p.fill(ctx, res, entries, ids, q.Pipeline, runs.Request{Concurrency: q.Concurrency, History: q.History}); err != nil {
 		return nil, err
 	}
 	res.Stats.Statements = counter.Count()
@@ -160,7 +162,8 @@ func (p *Projector) Scoped(ctx context.Context, id string, trail bool) (*Result,
 	}
 	res.Stats.Catalog = time.Since(start)
 	if entry != nil {
-		if err := p.fill(ctx, res, []catalog.Entry{*entry}, []string{entry.Connection.ConnectionID}, PipelineScoped, trail, 0); err != nil {
+		req := runs.Request{Trail: trail, History: runs.HistoryPerConnection}
+		if err := p.fill(ctx, res, []catalog.Entry{*entry}, []string{entry.Connection.ConnectionID}, PipelineScoped, req); err != nil {
 			return nil, err
 		}
 	}
@@ -170,7 +173,7 @@ func (p *Projector) Scoped(ctx context.Context, id string, trail bool) (*Result,
 }
 
 // fill loads retained rows (and run evidence for deep pipelines) and projects the items.
-func (p *Projector) fill(ctx context.Context, res *Result, entries []catalog.Entry, ids []string, pl Pipeline, trail bool, concurrency int) error {
+func (p *Projector) fill(ctx context.Context, res *Result, entries []catalog.Entry, ids []string, pl Pipeline, req runs.Request) error {
 	t := time.Now()
 	var ret map[string]*retained.Retained
 	var err error
@@ -191,7 +194,8 @@ func (p *Projector) fill(ctx context.Context, res *Result, entries []catalog.Ent
 	}
 	if src != nil && len(entries) > 0 {
 		t = time.Now()
-		res.Evidence, err = src.For(ctx, runs.Request{Entries: entries, Trail: trail, Concurrency: concurrency})
+		req.Entries = entries
+		res.Evidence, err = src.For(ctx, req)
 		if err != nil {
 			return err
 		}

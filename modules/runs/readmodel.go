@@ -1,0 +1,337 @@
+package runs
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/uptrace/bun"
+
+	"connsum/modules/bootstrap"
+	"connsum/modules/catalog"
+)
+
+// RunRow is one row of the read model: the time-independent fold of a connector run and the
+// connection it is attributed to by SPEC §4.2 at write time.
+type RunRow struct {
+	bun.BaseModel `bun:"table:run_summaries"`
+
+	ConnectorID        string  `bun:"connector_id,pk"`
+	RunID              string  `bun:"run_id,pk"`
+	ConnectionID       *string `bun:"connection_id"`
+	ProfileKey         *string `bun:"profile_key"`
+	ConnectionRef      *string `bun:"connection_ref"`
+	FirstAt            string  `bun:"first_at"`
+	LastAt             string  `bun:"last_at"`
+	EventCount         int     `bun:"event_count"`
+	StatusKey          string  `bun:"status_key"`
+	EventFailureReason *string `bun:"event_failure_reason"`
+	BSStatus           *string `bun:"bs_status"`
+	BSWaitReason       *string `bun:"bs_wait_reason"`
+	KnownGaps          string  `bun:"known_gaps"`
+	CollectionFacts    string  `bun:"collection_facts"`
+	LastEventSeq       int64   `bun:"last_event_seq"`
+}
+
+// Partial turns the row back into the fold's Partial.
+func (r *RunRow) Partial() Partial {
+	return Partial{RunID: r.RunID, FirstAt: r.FirstAt, LastAt: r.LastAt, EventCount: r.EventCount, StatusKey: r.StatusKey,
+		EventFailureReason: r.EventFailureReason, BSStatus: r.BSStatus, BSWaitReason: r.BSWaitReason,
+		BSProfileKey: r.ProfileKey, ConnectionRef: r.ConnectionRef,
+		KnownGaps: []byte(r.KnownGaps), CollectionFacts: []byte(r.CollectionFacts)}
+}
+
+func rowOf(connectorID string, p Partial, seq int64) *RunRow {
+	return &RunRow{ConnectorID: connectorID, RunID: p.RunID, ProfileKey: p.BSProfileKey, ConnectionRef: p.ConnectionRef,
+		FirstAt: p.FirstAt, LastAt: p.LastAt, EventCount: p.EventCount, StatusKey: p.StatusKey,
+		EventFailureReason: p.EventFailureReason, BSStatus: p.BSStatus, BSWaitReason: p.BSWaitReason,
+		KnownGaps: string(p.KnownGaps), CollectionFacts: string(p.CollectionFacts), LastEventSeq: seq}
+}
+
+// same reports whether two rows hold the same content (rebuild uses it to report changes).
+func (r *RunRow) same(o *RunRow) bool {
+	eq := func(a, b *string) bool { return (a == nil && b == nil) || (a != nil && b != nil && *a == *b) }
+	return r.ConnectorID == o.ConnectorID && r.RunID == o.RunID && eq(r.ConnectionID, o.ConnectionID) &&
+		eq(r.ProfileKey, o.ProfileKey) && eq(r.ConnectionRef, o.ConnectionRef) && r.FirstAt == o.FirstAt &&
+		r.LastAt == o.LastAt && r.EventCount == o.EventCount && r.StatusKey == o.StatusKey &&
+		eq(r.EventFailureReason, o.EventFailureReason) && eq(r.BSStatus, o.BSStatus) && eq(r.BSWaitReason, o.BSWaitReason) &&
+		r.KnownGaps == o.KnownGaps && r.CollectionFacts == o.CollectionFacts
+}
+
+// ReadModel maintains run_summaries and run_heads in the transaction of every spine append and
+// of every connection create, and reads run evidence from them.
+type ReadModel struct {
+	db  bun.IDB
+	o   Options
+	now bootstrap.Clock
+}
+
+// NewReadModel returns the read model over db.
+func NewReadModel(db bun.IDB, o Options, now bootstrap.Clock) *ReadModel {
+	if o.StaleAfter <= 0 {
+		o.StaleAfter = NewPageSource(db, o, now).staleAfter
+	}
+	return &ReadModel{db: db, o: o, now: now}
+}
+
+const appliedSeqKey = "applied_event_seq"
+
+type runKey struct{ connector, run string }
+
+// Apply updates the model for the runs touched by freshly stored events (inside tx). It refolds
+// each touched run from all its stored events, so late and out-of-order arrivals give exactly the
+// fold's result, then re-attributes them and recomputes the heads of every connection whose runs
+// changed.
+func (m *ReadModel) Apply(ctx context.Context, tx bun.IDB, events []*Event) error {
+	touched := map[string]map[string]bool{}
+	var maxSeq int64
+	for _, e := range events {
+		maxSeq = max(maxSeq, e.EventSeq)
+		if e.RunID == nil || e.SourceKind == nil || *e.SourceKind != "connector" || e.SourceID == nil {
+			continue
+		}
+		if touched[*e.SourceID] == nil {
+			touched[*e.SourceID] = map[string]bool{}
+		}
+		touched[*e.SourceID][*e.RunID] = true
+	}
+	if err := m.refold(ctx, tx, touched); err != nil {
+		return err
+	}
+	return setApplied(ctx, tx, maxSeq)
+}
+
+func setApplied(ctx context.Context, tx bun.IDB, seq int64) error {
+	if seq == 0 {
+		return nil
+	}
+	_, err := tx.NewRaw(`INSERT INTO read_model_state (name, value) VALUES (?, ?)
+		ON CONFLICT (name) DO UPDATE SET value = CASE WHEN EXCLUDED.value > read_model_state.value THEN EXCLUDED.value ELSE read_model_state.value END`,
+		appliedSeqKey, seq).Exec(ctx)
+	return err
+}
+
+// refold recomputes the rows of the given runs (connector → run ids) and the affected heads.
+func (m *ReadModel) refold(ctx context.Context, tx bun.IDB, touched map[string]map[string]bool) error {
+	if len(touched) == 0 {
+		return nil
+	}
+	connectors := make([]string, 0, len(touched))
+	for c := range touched {
+		connectors = append(connectors, c)
+	}
+	sort.Strings(connectors)
+	targets, err := loadTargets(ctx, tx, connectors)
+	if err != nil {
+		return err
+	}
+	affected := map[string]bool{}
+	for _, connector := range connectors {
+		ids := make([]string, 0, len(touched[connector]))
+		for id := range touched[connector] {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		for len(ids) > 0 {
+			chunk := ids[:min(len(ids), 1000)]
+			ids = ids[len(chunk):]
+			rows, err := foldRuns(ctx, tx, connector, chunk)
+			if err != nil {
+				return err
+			}
+			var old []RunRow
+			if err := tx.NewSelect().Model(&old).Column("run_id", "connection_id").
+				Where("connector_id = ? AND run_id IN (?)", connector, bun.In(chunk)).Scan(ctx); err != nil {
+				return fmt.Errorf("runs: read model previous rows: %w", err)
+			}
+			for _, o := range old {
+				if o.ConnectionID != nil {
+					affected[*o.ConnectionID] = true
+				}
+			}
+			for _, r := range rows {
+				r.ConnectionID = targets.attribute(connector, r)
+				if r.ConnectionID != nil {
+					affected[*r.ConnectionID] = true
+				}
+			}
+			if err := upsertRuns(ctx, tx, rows); err != nil {
+				return err
+			}
+		}
+	}
+	return recomputeHeads(ctx, tx, keys(affected))
+}
+
+func keys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// foldRuns loads the events of the given runs of one connector and folds each (time-independent part).
+func foldRuns(ctx context.Context, db bun.IDB, connector string, runIDs []string) ([]*RunRow, error) {
+	var evs []EventRow
+	if err := db.NewSelect().Table("spine_events").
+		Column("run_id", "event_seq", "event_type", "occurred_at", "status", "connection_ref", "failure_reason",
+			"bs_present", "bs_status", "bs_wait_reason", "bs_profile_key").
+		ColumnExpr("CASE WHEN event_type IN (?) THEN data END AS data", bun.In(terminalTypeList)).
+		Where("source_kind = 'connector' AND source_id = ? AND run_id IN (?)", connector, bun.In(runIDs)).
+		OrderExpr("run_id, event_seq").Scan(ctx, &evs); err != nil {
+		return nil, fmt.Errorf("runs: read model load runs of %s: %w", connector, err)
+	}
+	var out []*RunRow
+	for i := 0; i < len(evs); {
+		j := i
+		for j < len(evs) && evs[j].RunID == evs[i].RunID {
+			j++
+		}
+		out = append(out, rowOf(connector, Accumulate(evs[i].RunID, evs[i:j]), evs[j-1].Seq))
+		i = j
+	}
+	return out, nil
+}
+
+func upsertRuns(ctx context.Context, tx bun.IDB, rows []*RunRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	_, err := tx.NewInsert().Model(&rows).On("CONFLICT (connector_id, run_id) DO UPDATE").
+		Set("connection_id = EXCLUDED.connection_id, profile_key = EXCLUDED.profile_key, connection_ref = EXCLUDED.connection_ref").
+		Set("first_at = EXCLUDED.first_at, last_at = EXCLUDED.last_at, event_count = EXCLUDED.event_count, status_key = EXCLUDED.status_key").
+		Set("event_failure_reason = EXCLUDED.event_failure_reason, bs_status = EXCLUDED.bs_status, bs_wait_reason = EXCLUDED.bs_wait_reason").
+		Set("known_gaps = EXCLUDED.known_gaps, collection_facts = EXCLUDED.collection_facts, last_event_seq = EXCLUDED.last_event_seq").
+		Exec(ctx)
+	if err != nil {
+		return fmt.Errorf("runs: read model upsert: %w", err)
+	}
+	return nil
+}
+
+// targets maps each connector to its connections' expected profile keys and ids, drafts
+// included: a draft shell's runs are attributed to the draft, never to a sibling.
+type targets struct {
+	byKey map[string]map[string]string // connector → expected key → connection id
+	byID  map[string]map[string]bool   // connector → connection ids
+}
+
+func loadTargets(ctx context.Context, db bun.IDB, connectors []string) (*targets, error) {
+	t := &targets{byKey: map[string]map[string]string{}, byID: map[string]map[string]bool{}}
+	var rows []struct {
+		ConnectionID string  `bun:"connection_id"`
+		ConnectorID  string  `bun:"connector_id"`
+		ProfileKey   *string `bun:"profile_key"`
+	}
+	if err := db.NewSelect().TableExpr("connections AS c").Join("JOIN connectors AS k ON k.connector_id = c.connector_id").
+		ColumnExpr("c.connection_id, c.connector_id, k.profile_key").
+		Where("c.connector_id IN (?)", bun.In(connectors)).Scan(ctx, &rows); err != nil {
+		return nil, fmt.Errorf("runs: read model connections: %w", err)
+	}
+	for _, r := range rows {
+		if t.byKey[r.ConnectorID] == nil {
+			t.byKey[r.ConnectorID], t.byID[r.ConnectorID] = map[string]string{}, map[string]bool{}
+		}
+		key := catalog.ExpectedProfileKey(&catalog.Connection{ConnectionID: r.ConnectionID, ConnectorID: r.ConnectorID},
+			&catalog.Connector{ProfileKey: r.ProfileKey})
+		t.byKey[r.ConnectorID][key] = r.ConnectionID
+		t.byID[r.ConnectorID][r.ConnectionID] = true
+	}
+	return t, nil
+}
+
+// attribute applies SPEC §4.2 through the one Match function: the run belongs to the connection
+// whose expected key its profile key equals, or, without a key, to the connection it names.
+func (t *targets) attribute(connector string, r *RunRow) *string {
+	s := Summary{BrowserSurfaceProfileKey: r.ProfileKey, ConnectionRef: r.ConnectionRef}
+	var candidate string
+	switch {
+	case nonEmptyPtr(r.ProfileKey):
+		candidate = t.byKey[connector][*r.ProfileKey]
+	case r.ConnectionRef != nil && t.byID[connector][*r.ConnectionRef]:
+		candidate = *r.ConnectionRef
+	}
+	if candidate == "" {
+		return nil
+	}
+	for key, id := range t.byKey[connector] {
+		if id == candidate {
+			if ok, _ := Match(&s, Target{ConnectionID: id, ExpectedProfileKey: key}); ok {
+				return &candidate
+			}
+		}
+	}
+	return nil
+}
+
+// recomputeHeads rewrites the heads of the given connections from their attributed runs, two
+// index seeks per connection inside one statement.
+func recomputeHeads(ctx context.Context, tx bun.IDB, ids []string) error {
+	for len(ids) > 0 {
+		chunk := ids[:min(len(ids), 500)]
+		ids = ids[len(chunk):]
+		if _, err := tx.NewDelete().Table("run_heads").Where("connection_id IN (?)", bun.In(chunk)).Exec(ctx); err != nil {
+			return fmt.Errorf("runs: read model heads: %w", err)
+		}
+		if _, err := tx.NewRaw(`INSERT INTO run_heads (connection_id, connector_id, last_run_id, last_success_run_id)
+			SELECT c.connection_id, c.connector_id,
+				(SELECT r.run_id FROM run_summaries r WHERE r.connection_id = c.connection_id
+					ORDER BY r.last_at DESC, r.run_id DESC LIMIT 1),
+				(SELECT r.run_id FROM run_summaries r WHERE r.connection_id = c.connection_id AND r.status_key = ?
+					ORDER BY r.last_at DESC, r.run_id DESC LIMIT 1)
+			FROM connections c WHERE c.connection_id IN (?)
+				AND EXISTS (SELECT 1 FROM run_summaries r WHERE r.connection_id = c.connection_id)`, StatusSucceeded, bun.In(chunk)).Exec(ctx); err != nil {
+			return fmt.Errorf("runs: read model heads: %w", err)
+		}
+	}
+	return nil
+}
+
+// ConnectionCreated attributes the runs stored before their connection existed (bounded: only
+// that connector's unattributed runs carrying the new connection's key or id) and builds its head.
+// It runs in the creating transaction (catalog.WriteHook).
+func (m *ReadModel) ConnectionCreated(ctx context.Context, tx bun.Tx, conn *catalog.Connection, connector *catalog.Connector) error {
+	key := catalog.ExpectedProfileKey(conn, connector)
+	if _, err := tx.NewUpdate().Table("run_summaries").Set("connection_id = ?", conn.ConnectionID).
+		Where("connector_id = ? AND connection_id IS NULL", conn.ConnectorID).
+		Where("(profile_key = ? OR ((profile_key IS NULL OR profile_key = '') AND connection_ref = ?))", key, conn.ConnectionID).
+		Exec(ctx); err != nil {
+		return fmt.Errorf("runs: attribute runs of %s: %w", conn.ConnectionID, err)
+	}
+	return recomputeHeads(ctx, tx, []string{conn.ConnectionID})
+}
+
+// ProfileKeyChanged re-attributes every run of a connector whose browser profile key changed:
+// every expected key of its connections changed with it. Work is bounded by that connector's runs,
+// and happens only on this rare manifest change.
+func (m *ReadModel) ProfileKeyChanged(ctx context.Context, tx bun.Tx, connectorID string) error {
+	var ids []string
+	if err := tx.NewSelect().Table("run_summaries").Column("run_id").Where("connector_id = ?", connectorID).Scan(ctx, &ids); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	for _, id := range ids {
+		set[id] = true
+	}
+	return m.refold(ctx, tx, map[string]map[string]bool{connectorID: set})
+}
+
+// AppliedSeq returns the last event_seq the model has applied.
+func (m *ReadModel) AppliedSeq(ctx context.Context, db bun.IDB) (int64, error) {
+	var v int64
+	err := db.NewSelect().Table("read_model_state").Column("value").Where("name = ?", appliedSeqKey).Scan(ctx, &v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return v, err
+}
+
+// isMissingTable is true for "no such table"-type errors (a database migrated before the model).
+func isMissingTable(err error) bool {
+	return err != nil && (strings.Contains(err.Error(), "no such table") || strings.Contains(err.Error(), "does not exist"))
+}
