@@ -44,6 +44,7 @@ type Connector struct {
 
 	streams       []string
 	refreshPolicy json.RawMessage
+	maxStaleness  int64
 }
 
 // Streams returns the manifest's stream names in manifest order.
@@ -53,15 +54,7 @@ func (c *Connector) Streams() []string { c.parse(); return c.streams }
 func (c *Connector) RefreshPolicy() json.RawMessage { c.parse(); return c.refreshPolicy }
 
 // MaxStalenessSeconds returns refresh_policy.maximum_staleness_seconds, or 0 when absent.
-func (c *Connector) MaxStalenessSeconds() int64 {
-	var p struct {
-		Max float64 `json:"maximum_staleness_seconds"`
-	}
-	if rp := c.RefreshPolicy(); rp != nil && json.Unmarshal(rp, &p) == nil {
-		return int64(p.Max)
-	}
-	return 0
-}
+func (c *Connector) MaxStalenessSeconds() int64 { c.parse(); return c.maxStaleness }
 
 func (c *Connector) parse() {
 	if c.streams != nil {
@@ -82,6 +75,12 @@ func (c *Connector) parse() {
 	}
 	if len(m.Capabilities.RefreshPolicy) > 0 && string(m.Capabilities.RefreshPolicy) != "null" {
 		c.refreshPolicy = m.Capabilities.RefreshPolicy
+		var p struct {
+			Max float64 `json:"maximum_staleness_seconds"`
+		}
+		if json.Unmarshal(c.refreshPolicy, &p) == nil {
+			c.maxStaleness = int64(p.Max)
+		}
 	}
 }
 
