@@ -57,10 +57,13 @@ type Report struct {
 	Started time.Time `json:"-"`
 }
 
-// BenchMain runs `connsum bench api`.
+// BenchMain runs `connsum bench api` and `connsum bench browser`.
 func BenchMain(args []string, stdout, stderr io.Writer, start Starter) error {
+	if len(args) > 0 && args[0] == "browser" {
+		return BrowserMain(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "api" {
-		return errors.New("bench: usage: connsum bench api [--db URL] [--profile NAME] [--json FILE] [--compare OLD.json] [--samples N] [--concurrent-seconds S]")
+		return errors.New("bench: usage: connsum bench api [--db URL] [--profile NAME] [--json FILE] [--compare OLD.json] [--samples N] [--concurrent-seconds S] | connsum bench browser --base URL …")
 	}
 	fs := flag.NewFlagSet("bench api", flag.ContinueOnError)
 	fs.SetOutput(stderr)

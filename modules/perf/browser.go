@@ -1,0 +1,796 @@
+package perf
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+)
+
+// BrowserSchema names the version of the `bench browser` JSON.
+const BrowserSchema = "connsum.bench.browser/v1"
+
+// OwnerCookieName is the session cookie that carries the owner token (SPEC §2.1).
+const OwnerCookieName = "connsum_owner"
+
+// DefaultChromiumPath is where the harness looks for Chromium unless told otherwise.
+const DefaultChromiumPath = "/usr/bin/chromium"
+
+// Browser is the driver behind the browser harness: one call visits one route in one viewport in a
+// fresh browser with a fresh profile, and returns the cold visit followed by the warm one when asked.
+type Browser interface {
+	Visit(ctx context.Context, spec RouteSpec) ([]RouteResult, error)
+}
+
+// Viewport is the emulated screen of a visit.
+type Viewport struct {
+	Name   string
+	Width  int64
+	Height int64
+	Scale  float64
+	Mobile bool
+}
+
+// ViewportByName returns the desktop (1366×900) or the mobile (390×844, scale 3, touch, mobile UA) viewport.
+func ViewportByName(name string) (Viewport, error) {
+	switch name {
+	case "desktop":
+		return Viewport{Name: "desktop", Width: 1366, Height: 900, Scale: 1}, nil
+	case "mobile":
+		return Viewport{Name: "mobile", Width: 390, Height: 844, Scale: 3, Mobile: true}, nil
+	}
+	return Viewport{}, fmt.Errorf("bench browser: unknown viewport %q (want desktop or mobile)", name)
+}
+
+// RouteSpec says what one Visit does.
+type RouteSpec struct {
+	// Route is the path (and optional query) under the base URL, e.g. /dashboard.
+	Route    string
+	Viewport Viewport
+	// Warm asks for a second visit of the same route in the same browser and profile.
+	Warm bool
+}
+
+// ConsoleMessage is one console line of the page: a console API call or a browser log entry.
+type ConsoleMessage struct {
+	Level  string `json:"level"`
+	Text   string `json:"text"`
+	Source string `json:"source"`
+	URL    string `json:"url,omitempty"`
+	// CountedIn names the bucket that already counts this message (a network error log line of a
+	// request that failed or was aborted), so console_errors does not count it twice.
+	CountedIn string `json:"counted_in,omitempty"`
+}
+
+// PageError is an exception that nothing in the page caught.
+type PageError struct {
+	Text   string `json:"text"`
+	URL    string `json:"url,omitempty"`
+	Line   int64  `json:"line"`
+	Column int64  `json:"column"`
+}
+
+// RequestFailure is a request that ended without a response body: refused, reset, blocked or aborted.
+type RequestFailure struct {
+	URL   string `json:"url"`
+	Error string `json:"error"`
+	Type  string `json:"type,omitempty"`
+}
+
+// SlowRequest is a request that took longer than the slow threshold.
+type SlowRequest struct {
+	URL        string  `json:"url"`
+	DurationMs float64 `json:"duration_ms"`
+	Status     int64   `json:"status,omitempty"`
+	Unfinished bool    `json:"unfinished,omitempty"`
+}
+
+// DataFetch is a request for the route's own data (`<route path>?_data=…`); times are relative to
+// the start of the document request of the navigation.
+type DataFetch struct {
+	URL        string  `json:"url"`
+	StartMs    float64 `json:"start_ms"`
+	EndMs      float64 `json:"end_ms"`
+	DurationMs float64 `json:"duration_ms"`
+	Status     int64   `json:"status,omitempty"`
+	// Outcome is ok, failed, aborted or unfinished (still running when the visit was measured).
+	Outcome string `json:"outcome"`
+}
+
+// RouteResult is what one navigation measured.
+type RouteResult struct {
+	Route    string `json:"route"`
+	URL      string `json:"url"`
+	Viewport string `json:"viewport"`
+	Warm     bool   `json:"warm"`
+	Status   int64  `json:"status"`
+	// TTFBMs is responseStart of the navigation timing (time since navigation start, as web-vitals
+	// reports it); RequestToResponseMs is responseStart - requestStart (the server's share).
+	TTFBMs              float64 `json:"ttfb_ms"`
+	RequestToResponseMs float64 `json:"request_to_response_ms"`
+	// FCPMs and LCPMs are null when the page painted no content the browser reported.
+	FCPMs              *float64         `json:"fcp_ms"`
+	LCPMs              *float64         `json:"lcp_ms"`
+	CLS                float64          `json:"cls"`
+	DOMContentLoadedMs float64          `json:"dom_content_loaded_ms"`
+	LoadMs             float64          `json:"load_ms"`
+	ConsoleMessages    []ConsoleMessage `json:"console_messages"`
+	ConsoleErrors      int              `json:"console_errors"`
+	PageErrors         []PageError      `json:"page_errors"`
+	FailedRequests     []RequestFailure `json:"failed_requests"`
+	AbortedRequests    []RequestFailure `json:"aborted_requests"`
+	SlowRequests       []SlowRequest    `json:"slow_requests"`
+	RequestCount       int              `json:"request_count"`
+	DataFetches        []DataFetch      `json:"data_fetches"`
+	DataFetchCount     int              `json:"data_fetch_count"`
+	SequentialMs       float64          `json:"sequential_ms"`
+	Stacked            bool             `json:"stacked"`
+	// WallMs is the harness's own clock from the navigate command to the load event.
+	WallMs      float64  `json:"wall_ms"`
+	LoadTimeout bool     `json:"load_timeout,omitempty"`
+	Screenshot  string   `json:"screenshot,omitempty"`
+	Error       string   `json:"error,omitempty"`
+	Pass        bool     `json:"pass"`
+	Misses      []string `json:"misses,omitempty"`
+}
+
+// BrowserTargets are the figures of SPEC §8 every measured navigation is held to.
+type BrowserTargets struct {
+	TTFBMs                   float64 `json:"ttfb_ms"`
+	LCPMs                    float64 `json:"lcp_ms"`
+	FailedRequests           int     `json:"failed_requests"`
+	ConsoleErrors            int     `json:"console_errors"`
+	DataFetchesPerNavigation int     `json:"data_fetches_per_navigation"`
+}
+
+// DefaultBrowserTargets returns the targets of SPEC §8.
+func DefaultBrowserTargets() BrowserTargets {
+	return BrowserTargets{TTFBMs: 100, LCPMs: 500, FailedRequests: 0, ConsoleErrors: 0, DataFetchesPerNavigation: 1}
+}
+
+// Check lists what r misses; an empty list is a pass. An uncaught page error counts as a console
+// error, because the DevTools console shows it as one.
+func (t BrowserTargets) Check(r RouteResult) []string {
+	var misses []string
+	if r.Error != "" {
+		misses = append(misses, "error: "+r.Error)
+	}
+	if r.Status != 200 {
+		misses = append(misses, fmt.Sprintf("status %d", r.Status))
+	}
+	if r.TTFBMs > t.TTFBMs {
+		misses = append(misses, fmt.Sprintf("ttfb %.1f>%g ms", r.TTFBMs, t.TTFBMs))
+	}
+	switch {
+	case r.LCPMs == nil:
+		misses = append(misses, "no lcp")
+	case *r.LCPMs > t.LCPMs:
+		misses = append(misses, fmt.Sprintf("lcp %.1f>%g ms", *r.LCPMs, t.LCPMs))
+	}
+	if n := len(r.FailedRequests); n > t.FailedRequests {
+		misses = append(misses, fmt.Sprintf("failed requests %d>%d", n, t.FailedRequests))
+	}
+	if n := r.ConsoleErrors + len(r.PageErrors); n > t.ConsoleErrors {
+		misses = append(misses, fmt.Sprintf("console errors %d>%d", n, t.ConsoleErrors))
+	}
+	if r.DataFetchCount > t.DataFetchesPerNavigation {
+		misses = append(misses, fmt.Sprintf("data fetches %d>%d", r.DataFetchCount, t.DataFetchesPerNavigation))
+	}
+	return misses
+}
+
+// CDPOptions configures the Chrome DevTools Protocol driver.
+type CDPOptions struct {
+	// ExecPath is the Chromium binary (DefaultChromiumPath when empty).
+	ExecPath string
+	// Base is the service's base URL, e.g. http://127.0.0.1:7780.
+	Base string
+	// Token is the owner token, set as the connsum_owner cookie; no cookie when empty.
+	Token string
+	// Settle is how long to wait after the load event so late fetches and LCP are captured.
+	Settle time.Duration
+	// SlowThreshold marks a request as slow.
+	SlowThreshold time.Duration
+	// LoadTimeout bounds the wait for the load event; the visit is measured anyway when it passes.
+	LoadTimeout time.Duration
+	// ScreenshotDir receives a full-page PNG of each cold visit when set.
+	ScreenshotDir string
+	// TempRoot is the parent of the per-browser profile directories (the system temp dir when empty).
+	TempRoot string
+	// BrowserOutput receives Chromium's stdout and stderr when set.
+	BrowserOutput io.Writer
+}
+
+// CDPBrowser drives headless Chromium over CDP with chromedp, one fresh process and profile per Visit.
+type CDPBrowser struct {
+	opts CDPOptions
+}
+
+// NewCDPBrowser returns the CDP driver with defaults filled in.
+func NewCDPBrowser(opts CDPOptions) *CDPBrowser {
+	if opts.ExecPath == "" {
+		opts.ExecPath = DefaultChromiumPath
+	}
+	if opts.SlowThreshold <= 0 {
+		opts.SlowThreshold = 500 * time.Millisecond
+	}
+	if opts.LoadTimeout <= 0 {
+		opts.LoadTimeout = 30 * time.Second
+	}
+	if opts.Settle < 0 {
+		opts.Settle = 0
+	}
+	opts.Base = strings.TrimRight(opts.Base, "/")
+	return &CDPBrowser{opts: opts}
+}
+
+// vitalsScript runs before any script of every new document and keeps the Web Vitals the page
+// reports on window.__connsumVitals.
+const vitalsScript = `(() => {
+  if (window.__connsumVitals) return;
+  const v = window.__connsumVitals = {fcp: null, lcp: null, cls: 0};
+  const watch = (type, fn) => {
+    try { new PerformanceObserver(list => list.getEntries().forEach(fn)).observe({type, buffered: true}); } catch (e) {}
+  };
+  watch('paint', e => { if (e.name === 'first-contentful-paint') v.fcp = e.startTime; });
+  watch('largest-contentful-paint', e => { v.lcp = e.renderTime || e.loadTime || e.startTime; });
+  watch('layout-shift', e => { if (!e.hadRecentInput) v.cls += e.value; });
+})();`
+
+// collectScript reads the navigation timing and the vitals after the settle time.
+const collectScript = `(() => {
+  const n = performance.getEntriesByType('navigation')[0];
+  const v = window.__connsumVitals || {fcp: null, lcp: null, cls: 0};
+  return {
+    nav: n ? {startTime: n.startTime, requestStart: n.requestStart, responseStart: n.responseStart,
+      domContentLoadedEventEnd: n.domContentLoadedEventEnd, loadEventEnd: n.loadEventEnd,
+      responseStatus: n.responseStatus || 0} : null,
+    vitals: {fcp: v.fcp, lcp: v.lcp, cls: v.cls},
+  };
+})()`
+
+type collected struct {
+	Nav *struct {
+		StartTime                float64 `json:"startTime"`
+		RequestStart             float64 `json:"requestStart"`
+		ResponseStart            float64 `json:"responseStart"`
+		DOMContentLoadedEventEnd float64 `json:"domContentLoadedEventEnd"`
+		LoadEventEnd             float64 `json:"loadEventEnd"`
+		ResponseStatus           int64   `json:"responseStatus"`
+	} `json:"nav"`
+	Vitals struct {
+		FCP *float64 `json:"fcp"`
+		LCP *float64 `json:"lcp"`
+		CLS float64  `json:"cls"`
+	} `json:"vitals"`
+}
+
+// Visit starts a fresh Chromium with a fresh profile, visits the route cold (and warm when asked),
+// and stops the browser and removes the profile before it returns.
+func (b *CDPBrowser) Visit(ctx context.Context, spec RouteSpec) (results []RouteResult, err error) {
+	if _, err := os.Stat(b.opts.ExecPath); err != nil {
+		return nil, fmt.Errorf("%w at %s", errNoChromium, b.opts.ExecPath)
+	}
+	pageURL, err := joinRoute(b.opts.Base, spec.Route)
+	if err != nil {
+		return nil, err
+	}
+	profile, err := os.MkdirTemp(b.opts.TempRoot, "connsum-browser-")
+	if err != nil {
+		return nil, fmt.Errorf("bench browser: profile dir: %w", err)
+	}
+	// Runs last: the browser is gone by then (see below), so nothing writes into the profile any more.
+	defer func() {
+		killProfileLeftovers(profile)
+		if rmErr := os.RemoveAll(profile); rmErr != nil && err == nil {
+			err = fmt.Errorf("bench browser: remove profile: %w", rmErr)
+		}
+	}()
+
+	allocOpts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
+		chromedp.ExecPath(b.opts.ExecPath),
+		chromedp.UserDataDir(profile),
+		chromedp.Headless,
+		chromedp.NoSandbox, // we run as root in containers
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(int(spec.Viewport.Width), int(spec.Viewport.Height)),
+	)
+	if b.opts.BrowserOutput != nil {
+		allocOpts = append(allocOpts, chromedp.CombinedOutput(b.opts.BrowserOutput))
+	}
+	// The allocator's cancel kills the process and waits for it; the tab's cancel closes the browser
+	// first. Both run before the profile is removed.
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, allocOpts...)
+	defer cancelAlloc()
+	tabCtx, cancelTab := chromedp.NewContext(allocCtx)
+	defer cancelTab()
+
+	rec := newVisitRecorder()
+	if err := chromedp.Do(tabCtx); err != nil { // starts the browser and attaches the tab
+		return nil, fmt.Errorf("bench browser: start chromium: %w", err)
+	}
+	if err := chromedp.Listen(tabCtx, rec.handle); err != nil {
+		return nil, fmt.Errorf("bench browser: listen: %w", err)
+	}
+	if err := b.prepare(tabCtx, spec.Viewport); err != nil {
+		return nil, err
+	}
+
+	visits := []bool{false}
+	if spec.Warm {
+		visits = append(visits, true)
+	}
+	for _, warm := range visits {
+		r := b.navigate(tabCtx, rec, spec, pageURL, warm)
+		results = append(results, r)
+		if ctx.Err() != nil {
+			return results, fmt.Errorf("bench browser: %s: %w", spec.Route, ctx.Err())
+		}
+	}
+	return results, nil
+}
+
+// prepare sets the viewport, the user agent, the vitals script and the owner cookie on the tab.
+func (b *CDPBrowser) prepare(ctx context.Context, vp Viewport) error {
+	ver, err := chromedp.CallBrowser(ctx, browser.GetVersion, cdp.Empty{})
+	if err != nil {
+		return fmt.Errorf("bench browser: version: %w", err)
+	}
+	if _, err := chromedp.Call(ctx, emulation.SetDeviceMetricsOverride, emulation.SetDeviceMetricsOverrideParams{
+		Width: vp.Width, Height: vp.Height, DeviceScaleFactor: vp.Scale, Mobile: vp.Mobile,
+		ScreenWidth: vp.Width, ScreenHeight: vp.Height,
+	}); err != nil {
+		return fmt.Errorf("bench browser: viewport: %w", err)
+	}
+	if vp.Mobile {
+		if _, err := chromedp.Call(ctx, emulation.SetTouchEmulationEnabled, emulation.SetTouchEmulationEnabledParams{
+			Enabled: true, MaxTouchPoints: 5,
+		}); err != nil {
+			return fmt.Errorf("bench browser: touch: %w", err)
+		}
+	}
+	if _, err := chromedp.Call(ctx, emulation.SetUserAgentOverride, emulation.SetUserAgentOverrideParams{
+		UserAgent: userAgentFor(ver.Product, vp.Mobile),
+	}); err != nil {
+		return fmt.Errorf("bench browser: user agent: %w", err)
+	}
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{
+		Source: vitalsScript,
+	}); err != nil {
+		return fmt.Errorf("bench browser: vitals script: %w", err)
+	}
+	if b.opts.Token != "" {
+		if _, err := chromedp.Call(ctx, network.SetCookie, network.SetCookieParams{
+			Name: OwnerCookieName, Value: b.opts.Token, URL: b.opts.Base + "/", Path: "/",
+			HTTPOnly: new(true), SameSite: network.CookieSameSiteLax,
+		}); err != nil {
+			return fmt.Errorf("bench browser: owner cookie: %w", err)
+		}
+	}
+	return nil
+}
+
+// userAgentFor builds a plain Chrome user agent (no "HeadlessChrome") of the running version, for a
+// desktop Linux or a mobile Android device.
+func userAgentFor(product string, mobile bool) string {
+	version := "0.0.0.0"
+	if _, v, ok := strings.Cut(product, "/"); ok && v != "" {
+		major, _, _ := strings.Cut(v, ".")
+		version = major + ".0.0.0"
+	}
+	if mobile {
+		return "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/" + version + " Mobile Safari/537.36"
+	}
+	return "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/" + version + " Safari/537.36"
+}
+
+// navigate makes one navigation, waits for load and the settle time, and measures it. Errors end up
+// in the result, so a broken route still reports what it saw.
+func (b *CDPBrowser) navigate(ctx context.Context, rec *visitRecorder, spec RouteSpec, pageURL string, warm bool) RouteResult {
+	r := RouteResult{Route: spec.Route, URL: pageURL, Viewport: spec.Viewport.Name, Warm: warm}
+	loaded := rec.reset()
+	start := time.Now()
+	// One bound for the navigation and its load event: a server that never answers yields a result
+	// with an error, not a lost session. The tab outlives navCtx (the browser started on ctx).
+	navCtx, cancelNav := context.WithTimeout(ctx, b.opts.LoadTimeout)
+	defer cancelNav()
+	nav, err := chromedp.Call(navCtx, page.Navigate, page.NavigateParams{URL: pageURL})
+	switch {
+	case navCtx.Err() != nil && ctx.Err() == nil:
+		r.LoadTimeout = true
+		r.Error = fmt.Sprintf("no response within %s", b.opts.LoadTimeout)
+	case err != nil:
+		r.Error = "navigate: " + err.Error()
+	case nav.ErrorText != "":
+		r.Error = "navigate: " + nav.ErrorText
+	}
+	if r.LoadTimeout && ctx.Err() == nil {
+		// Stop the hung navigation so a warm visit starts clean.
+		stopCtx, cancelStop := context.WithTimeout(ctx, 5*time.Second)
+		_, _ = chromedp.Call(stopCtx, page.StopLoading, cdp.Empty{})
+		cancelStop()
+	}
+	// Without a committed navigation the page is still the previous document: measure nothing in it.
+	committed := r.Error == ""
+	if committed {
+		select {
+		case <-loaded:
+		case <-navCtx.Done():
+			if ctx.Err() != nil {
+				r.Error = ctx.Err().Error()
+			} else {
+				r.LoadTimeout = true
+				r.Error = fmt.Sprintf("no load event within %s", b.opts.LoadTimeout)
+			}
+		}
+		r.WallMs = ms(time.Since(start))
+		select {
+		case <-time.After(b.opts.Settle):
+		case <-ctx.Done():
+		}
+	}
+	var c collected
+	if committed && ctx.Err() == nil {
+		c, err = chromedp.Run(ctx, chromedp.Evaluate[collected](collectScript))
+		if err != nil && r.Error == "" {
+			r.Error = "collect: " + err.Error()
+		}
+	}
+	// Listen runs in the tab's read loop before the reply of a command, so every event that came
+	// before the evaluation's reply is recorded by now.
+	rec.fill(&r, network.RequestID(nav.LoaderID), spec.Route, b.opts.SlowThreshold)
+	if c.Nav != nil {
+		r.TTFBMs = round2(c.Nav.ResponseStart - c.Nav.StartTime)
+		r.RequestToResponseMs = round2(c.Nav.ResponseStart - c.Nav.RequestStart)
+		r.DOMContentLoadedMs = round2(c.Nav.DOMContentLoadedEventEnd - c.Nav.StartTime)
+		r.LoadMs = round2(c.Nav.LoadEventEnd - c.Nav.StartTime)
+		if r.Status == 0 {
+			r.Status = c.Nav.ResponseStatus
+		}
+	}
+	if c.Vitals.FCP != nil {
+		r.FCPMs = new(round2(*c.Vitals.FCP))
+	}
+	if c.Vitals.LCP != nil {
+		r.LCPMs = new(round2(*c.Vitals.LCP))
+	}
+	r.CLS = math.Round(c.Vitals.CLS*10000) / 10000
+	if b.opts.ScreenshotDir != "" && !warm && committed && ctx.Err() == nil {
+		path, err := b.screenshot(ctx, spec)
+		if err != nil && r.Error == "" {
+			r.Error = "screenshot: " + err.Error()
+		}
+		r.Screenshot = path
+	}
+	return r
+}
+
+func (b *CDPBrowser) screenshot(ctx context.Context, spec RouteSpec) (string, error) {
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(b.opts.ScreenshotDir, 0o755); err != nil {
+		return "", err
+	}
+	path := filepath.Join(b.opts.ScreenshotDir, ScreenshotName(spec.Route, spec.Viewport.Name))
+	return path, os.WriteFile(path, png, 0o644)
+}
+
+// ScreenshotName derives the PNG file name of a route and viewport: /dashboard/runs, mobile →
+// dashboard_runs-mobile.png.
+func ScreenshotName(route, viewport string) string {
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' {
+			return r
+		}
+		return '_'
+	}, route)
+	name = strings.Trim(name, "_")
+	if name == "" {
+		name = "root"
+	}
+	return name + "-" + viewport + ".png"
+}
+
+func joinRoute(base, route string) (string, error) {
+	u, err := url.Parse(base)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return "", fmt.Errorf("bench browser: base %q is no absolute URL", base)
+	}
+	if !strings.HasPrefix(route, "/") {
+		route = "/" + route
+	}
+	return strings.TrimRight(base, "/") + route, nil
+}
+
+// killProfileLeftovers kills processes that still run with the profile directory (Chromium helpers
+// that outlived the browser), by their pid. They can only be processes this harness started.
+func killProfileLeftovers(profile string) {
+	want := []byte("--user-data-dir=" + profile)
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		for _, arg := range strings.Split(string(cmdline), "\x00") {
+			if arg == string(want) {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				break
+			}
+		}
+	}
+}
+
+func ms(d time.Duration) float64 { return round2(float64(d.Microseconds()) / 1000) }
+
+func round2(v float64) float64 { return math.Round(v*100) / 100 }
+
+// requestRecord is what the network events said about one request.
+type requestRecord struct {
+	url      string
+	typ      network.ResourceType
+	start    float64 // monotonic seconds
+	end      float64
+	status   int64
+	finished bool
+	failed   bool
+	canceled bool
+	errText  string
+}
+
+type consoleRecord struct {
+	msg       ConsoleMessage
+	requestID network.RequestID
+}
+
+// visitRecorder keeps the events of one navigation. Its handler runs in chromedp's read loop, so it
+// only stores under a lock.
+type visitRecorder struct {
+	mu       sync.Mutex
+	requests map[network.RequestID]*requestRecord
+	order    []network.RequestID
+	console  []consoleRecord
+	errors   []PageError
+	loaded   chan struct{}
+	isLoaded bool
+}
+
+func newVisitRecorder() *visitRecorder {
+	return &visitRecorder{requests: map[network.RequestID]*requestRecord{}, loaded: make(chan struct{})}
+}
+
+// reset starts a new navigation and returns the channel that closes at its load event.
+func (v *visitRecorder) reset() <-chan struct{} {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.requests = map[network.RequestID]*requestRecord{}
+	v.order = nil
+	v.console = nil
+	v.errors = nil
+	v.loaded = make(chan struct{})
+	v.isLoaded = false
+	return v.loaded
+}
+
+func (v *visitRecorder) handle(ev any) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	switch e := ev.(type) {
+	case *network.EventRequestWillBeSent:
+		if r, ok := v.requests[e.RequestID]; ok && e.RedirectResponse != nil {
+			r.url = e.Request.URL // a redirect keeps the request id and its start
+			return
+		}
+		v.requests[e.RequestID] = &requestRecord{url: e.Request.URL, typ: e.Type, start: float64(e.Timestamp)}
+		v.order = append(v.order, e.RequestID)
+	case *network.EventResponseReceived:
+		if r, ok := v.requests[e.RequestID]; ok && e.Response != nil {
+			r.status = e.Response.Status
+		}
+	case *network.EventLoadingFinished:
+		if r, ok := v.requests[e.RequestID]; ok {
+			r.finished, r.end = true, float64(e.Timestamp)
+		}
+	case *network.EventLoadingFailed:
+		// Requests of the previous document (unknown ids) are ignored: leaving a page aborts them.
+		if r, ok := v.requests[e.RequestID]; ok {
+			r.finished, r.end = true, float64(e.Timestamp)
+			r.failed, r.canceled, r.errText = true, e.Canceled, e.ErrorText
+			if r.typ == "" {
+				r.typ = e.Type
+			}
+		}
+	case *runtime.EventConsoleAPICalled:
+		level := string(e.Type)
+		switch e.Type {
+		case runtime.ConsoleAPICalledTypeAssert:
+			level = "error"
+		case runtime.ConsoleAPICalledTypeWarning:
+			level = "warning"
+		}
+		m := ConsoleMessage{Level: level, Text: consoleText(e.Args), Source: "console-api"}
+		if e.StackTrace != nil && len(e.StackTrace.CallFrames) > 0 {
+			m.URL = e.StackTrace.CallFrames[0].URL
+		}
+		v.console = append(v.console, consoleRecord{msg: m})
+	case *cdplog.EventEntryAdded:
+		if e.Entry == nil || e.Entry.Level == cdplog.EntryLevelVerbose {
+			return
+		}
+		v.console = append(v.console, consoleRecord{
+			msg:       ConsoleMessage{Level: string(e.Entry.Level), Text: e.Entry.Text, Source: string(e.Entry.Source), URL: e.Entry.URL},
+			requestID: e.Entry.NetworkRequestID,
+		})
+	case *runtime.EventExceptionThrown:
+		if d := e.ExceptionDetails; d != nil {
+			text := d.Text
+			if d.Exception != nil && d.Exception.Description != "" {
+				text += " " + d.Exception.Description
+			}
+			v.errors = append(v.errors, PageError{Text: text, URL: d.URL, Line: d.LineNumber + 1, Column: d.ColumnNumber + 1})
+		}
+	case *page.EventLoadEventFired:
+		if !v.isLoaded {
+			v.isLoaded = true
+			close(v.loaded)
+		}
+	}
+}
+
+// fill writes the recorded requests, console and errors of the navigation into r. doc is the
+// document request (its id is the navigation's loader id).
+func (v *visitRecorder) fill(r *RouteResult, doc network.RequestID, route string, slow time.Duration) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	now := 0.0
+	navStart := 0.0
+	if d, ok := v.requests[doc]; ok {
+		r.Status = d.status
+		navStart = d.start
+	} else if len(v.order) > 0 {
+		navStart = v.requests[v.order[0]].start
+	}
+	for _, id := range v.order {
+		now = max(now, v.requests[id].start, v.requests[id].end)
+	}
+	routePath := route
+	if u, err := url.Parse(route); err == nil {
+		routePath = u.Path
+	}
+	r.ConsoleMessages, r.PageErrors = []ConsoleMessage{}, append([]PageError{}, v.errors...)
+	r.FailedRequests, r.AbortedRequests = []RequestFailure{}, []RequestFailure{}
+	r.SlowRequests, r.DataFetches = []SlowRequest{}, []DataFetch{}
+	r.RequestCount = len(v.order)
+	for _, id := range v.order {
+		q := v.requests[id]
+		end := q.end
+		if !q.finished {
+			end = now
+		}
+		dur := (end - q.start) * 1000
+		if q.failed {
+			f := RequestFailure{URL: q.url, Error: q.errText, Type: string(q.typ)}
+			if q.canceled {
+				r.AbortedRequests = append(r.AbortedRequests, f)
+			} else {
+				r.FailedRequests = append(r.FailedRequests, f)
+			}
+		}
+		if dur > float64(slow.Milliseconds()) {
+			r.SlowRequests = append(r.SlowRequests, SlowRequest{URL: q.url, DurationMs: round2(dur), Status: q.status, Unfinished: !q.finished})
+		}
+		if isDataFetch(q.url, routePath) {
+			outcome := "ok"
+			switch {
+			case !q.finished:
+				outcome = "unfinished"
+			case q.failed && q.canceled:
+				outcome = "aborted"
+			case q.failed:
+				outcome = "failed"
+			}
+			r.DataFetches = append(r.DataFetches, DataFetch{
+				URL: q.url, StartMs: round2((q.start - navStart) * 1000), EndMs: round2((end - navStart) * 1000),
+				DurationMs: round2(dur), Status: q.status, Outcome: outcome,
+			})
+			r.SequentialMs += dur
+		}
+	}
+	r.SequentialMs = round2(r.SequentialMs)
+	sort.SliceStable(r.DataFetches, func(i, j int) bool { return r.DataFetches[i].StartMs < r.DataFetches[j].StartMs })
+	r.DataFetchCount = len(r.DataFetches)
+	r.Stacked = r.DataFetchCount > 1
+	for _, c := range v.console {
+		m := c.msg
+		if q, ok := v.requests[c.requestID]; ok && c.requestID != "" && q.failed {
+			m.CountedIn = "failed_requests"
+			if q.canceled {
+				m.CountedIn = "aborted_requests"
+			}
+		}
+		if m.Level == "error" && m.CountedIn == "" {
+			r.ConsoleErrors++
+		}
+		r.ConsoleMessages = append(r.ConsoleMessages, m)
+	}
+}
+
+// isDataFetch says whether raw is a request for the route's own data: the same path with _data= in
+// the query.
+func isDataFetch(raw, routePath string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || u.Path != routePath {
+		return false
+	}
+	_, ok := u.Query()["_data"]
+	return ok
+}
+
+// consoleText renders console API arguments roughly as the DevTools console does.
+func consoleText(args []*runtime.RemoteObject) string {
+	parts := make([]string, 0, len(args))
+	for _, a := range args {
+		if a == nil {
+			continue
+		}
+		switch {
+		case a.Type == runtime.RemoteObjectTypeString:
+			var s string
+			if json.Unmarshal(a.Value, &s) == nil {
+				parts = append(parts, s)
+				continue
+			}
+		case len(a.Value) > 0:
+			parts = append(parts, string(a.Value))
+			continue
+		case a.UnserializableValue != "":
+			parts = append(parts, string(a.UnserializableValue))
+			continue
+		}
+		if a.Description != "" {
+			parts = append(parts, a.Description)
+		} else {
+			parts = append(parts, string(a.Type))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// errNoChromium says the Chromium binary is missing.
+var errNoChromium = errors.New("bench browser: chromium not found")
