@@ -88,8 +88,12 @@ type Partial struct {
 	LastAt     string
 	EventCount int
 	// StatusKey is the status from rules 1 and 3 of SPEC §4.1, or "started" when rule 2 (a
-	// run.started without terminal event) applies and the clock must decide.
+	// run.started without terminal event) applies and the clock must decide. It is derived from
+	// the three status inputs below, which is what lets partials merge.
 	StatusKey          string
+	TerminalStatus     *string // status of the latest terminal event
+	Started            bool    // a run.started exists
+	LastStatus         *string // latest non-empty status other than unknown
 	EventFailureReason *string
 	BSStatus           *string
 	BSWaitReason       *string
@@ -97,10 +101,88 @@ type Partial struct {
 	ConnectionRef      *string
 	KnownGaps          json.RawMessage
 	CollectionFacts    json.RawMessage
+
+	bsPresent bool // the partial holds an event with data.browser_surface
 }
 
 // statusStarted is the StatusKey of a started run without terminal event.
 const statusStarted = "started"
+
+func emptyPartial(runID string) Partial {
+	return Partial{RunID: runID, StatusKey: StatusUnknown, KnownGaps: json.RawMessage("[]"), CollectionFacts: json.RawMessage("null")}
+}
+
+// single is the partial of one event.
+func single(runID string, e *EventRow) Partial {
+	p := emptyPartial(runID)
+	p.FirstAt, p.LastAt, p.EventCount = e.OccurredAt, e.OccurredAt, 1
+	if st, ok := terminalTypes[e.Type]; ok {
+		p.TerminalStatus = ptr(st)
+		p.applyTerminalData(e.Data)
+	}
+	p.Started = e.Type == "run.started"
+	if nonEmptyPtr(e.Status) && *e.Status != StatusUnknown {
+		p.LastStatus = e.Status
+	}
+	if e.BSPresent {
+		p.bsPresent, p.BSStatus, p.BSWaitReason, p.BSProfileKey = true, e.BSStatus, e.BSWaitReason, e.BSProfileKey
+	}
+	if nonEmptyPtr(e.ConnectionRef) {
+		p.ConnectionRef = e.ConnectionRef
+	}
+	if nonEmptyPtr(e.FailureReason) && (e.Type == "run.failed" || (e.Status != nil && (*e.Status == "failed" || *e.Status == "rejected"))) {
+		p.EventFailureReason = e.FailureReason
+	}
+	p.StatusKey = statusKey(p.TerminalStatus, p.Started, p.LastStatus)
+	return p
+}
+
+func statusKey(terminal *string, started bool, last *string) string {
+	switch {
+	case terminal != nil:
+		return *terminal
+	case started:
+		return statusStarted
+	case last != nil:
+		return *last
+	}
+	return StatusUnknown
+}
+
+// Merge folds later into p, where every event of later has a higher event_seq than every event
+// of p (appends only ever add higher sequence numbers). "Latest" fields take later's value when
+// it has one, "first" fields keep p's. Accumulate is Merge over single events, so the read model
+// (which merges each batch into the stored partial) and the fold are one computation.
+func (p Partial) Merge(later Partial) Partial {
+	if p.EventCount == 0 {
+		later.RunID = p.RunID
+		return later
+	}
+	if later.EventCount == 0 {
+		return p
+	}
+	out := p
+	out.FirstAt, out.LastAt = min(p.FirstAt, later.FirstAt), max(p.LastAt, later.LastAt)
+	out.EventCount += later.EventCount
+	if later.TerminalStatus != nil {
+		out.TerminalStatus, out.KnownGaps, out.CollectionFacts = later.TerminalStatus, later.KnownGaps, later.CollectionFacts
+	}
+	out.Started = p.Started || later.Started
+	if later.LastStatus != nil {
+		out.LastStatus = later.LastStatus
+	}
+	if out.EventFailureReason == nil {
+		out.EventFailureReason = later.EventFailureReason
+	}
+	if later.bsPresent {
+		out.bsPresent, out.BSStatus, out.BSWaitReason, out.BSProfileKey = true, later.BSStatus, later.BSWaitReason, later.BSProfileKey
+	}
+	if out.ConnectionRef == nil {
+		out.ConnectionRef = later.ConnectionRef
+	}
+	out.StatusKey = statusKey(out.TerminalStatus, out.Started, out.LastStatus)
+	return out
+}
 
 // Accumulate folds a run's events into its Partial. Every "first", "latest" and "terminal"
 // decision uses event_seq, never occurred_at.
@@ -108,47 +190,9 @@ func Accumulate(runID string, events []EventRow) Partial {
 	evs := make([]EventRow, len(events))
 	copy(evs, events)
 	sort.Slice(evs, func(i, j int) bool { return evs[i].Seq < evs[j].Seq })
-	p := Partial{RunID: runID, EventCount: len(evs), StatusKey: StatusUnknown,
-		KnownGaps: json.RawMessage("[]"), CollectionFacts: json.RawMessage("null")}
-	if len(evs) == 0 {
-		return p
-	}
-	p.FirstAt, p.LastAt = evs[0].OccurredAt, evs[0].OccurredAt
-	var terminal *EventRow
-	var lastStatus *string
-	started := false
+	p := emptyPartial(runID)
 	for i := range evs {
-		e := &evs[i]
-		p.FirstAt = min(p.FirstAt, e.OccurredAt)
-		p.LastAt = max(p.LastAt, e.OccurredAt)
-		if _, ok := terminalTypes[e.Type]; ok {
-			terminal = e
-		}
-		if e.Type == "run.started" {
-			started = true
-		}
-		if nonEmptyPtr(e.Status) && *e.Status != StatusUnknown {
-			lastStatus = e.Status
-		}
-		if e.BSPresent {
-			p.BSStatus, p.BSWaitReason, p.BSProfileKey = e.BSStatus, e.BSWaitReason, e.BSProfileKey
-		}
-		if p.ConnectionRef == nil && nonEmptyPtr(e.ConnectionRef) {
-			p.ConnectionRef = e.ConnectionRef
-		}
-		if p.EventFailureReason == nil && nonEmptyPtr(e.FailureReason) &&
-			(e.Type == "run.failed" || (e.Status != nil && (*e.Status == "failed" || *e.Status == "rejected"))) {
-			p.EventFailureReason = e.FailureReason
-		}
-	}
-	switch {
-	case terminal != nil:
-		p.StatusKey = terminalTypes[terminal.Type]
-		p.applyTerminalData(terminal.Data)
-	case started:
-		p.StatusKey = statusStarted
-	case lastStatus != nil:
-		p.StatusKey = *lastStatus
+		p = p.Merge(single(runID, &evs[i]))
 	}
 	return p
 }

@@ -28,6 +28,9 @@ type RunRow struct {
 	LastAt             string  `bun:"last_at"`
 	EventCount         int     `bun:"event_count"`
 	StatusKey          string  `bun:"status_key"`
+	TerminalStatus     *string `bun:"terminal_status"`
+	Started            bool    `bun:"started"`
+	LastStatus         *string `bun:"last_status"`
 	EventFailureReason *string `bun:"event_failure_reason"`
 	BSStatus           *string `bun:"bs_status"`
 	BSWaitReason       *string `bun:"bs_wait_reason"`
@@ -39,7 +42,7 @@ type RunRow struct {
 // Partial turns the row back into the fold's Partial.
 func (r *RunRow) Partial() Partial {
 	return Partial{RunID: r.RunID, FirstAt: r.FirstAt, LastAt: r.LastAt, EventCount: r.EventCount, StatusKey: r.StatusKey,
-		EventFailureReason: r.EventFailureReason, BSStatus: r.BSStatus, BSWaitReason: r.BSWaitReason,
+		TerminalStatus: r.TerminalStatus, Started: r.Started, LastStatus: r.LastStatus, EventFailureReason: r.EventFailureReason, BSStatus: r.BSStatus, BSWaitReason: r.BSWaitReason,
 		BSProfileKey: r.ProfileKey, ConnectionRef: r.ConnectionRef,
 		KnownGaps: []byte(r.KnownGaps), CollectionFacts: []byte(r.CollectionFacts)}
 }
@@ -47,7 +50,7 @@ func (r *RunRow) Partial() Partial {
 func rowOf(connectorID string, p Partial, seq int64) *RunRow {
 	return &RunRow{ConnectorID: connectorID, RunID: p.RunID, ProfileKey: p.BSProfileKey, ConnectionRef: p.ConnectionRef,
 		FirstAt: p.FirstAt, LastAt: p.LastAt, EventCount: p.EventCount, StatusKey: p.StatusKey,
-		EventFailureReason: p.EventFailureReason, BSStatus: p.BSStatus, BSWaitReason: p.BSWaitReason,
+		TerminalStatus: p.TerminalStatus, Started: p.Started, LastStatus: p.LastStatus, EventFailureReason: p.EventFailureReason, BSStatus: p.BSStatus, BSWaitReason: p.BSWaitReason,
 		KnownGaps: string(p.KnownGaps), CollectionFacts: string(p.CollectionFacts), LastEventSeq: seq}
 }
 
@@ -57,6 +60,7 @@ func (r *RunRow) same(o *RunRow) bool {
 	return r.ConnectorID == o.ConnectorID && r.RunID == o.RunID && eq(r.ConnectionID, o.ConnectionID) &&
 		eq(r.ProfileKey, o.ProfileKey) && eq(r.ConnectionRef, o.ConnectionRef) && r.FirstAt == o.FirstAt &&
 		r.LastAt == o.LastAt && r.EventCount == o.EventCount && r.StatusKey == o.StatusKey &&
+		eq(r.TerminalStatus, o.TerminalStatus) && r.Started == o.Started && eq(r.LastStatus, o.LastStatus) &&
 		eq(r.EventFailureReason, o.EventFailureReason) && eq(r.BSStatus, o.BSStatus) && eq(r.BSWaitReason, o.BSWaitReason) &&
 		r.KnownGaps == o.KnownGaps && r.CollectionFacts == o.CollectionFacts
 }
@@ -81,27 +85,100 @@ const appliedSeqKey = "applied_event_seq"
 
 type runKey struct{ connector, run string }
 
-// Apply updates the model for the runs touched by freshly stored events (inside tx). It refolds
-// each touched run from all its stored events, so late and out-of-order arrivals give exactly the
-// fold's result, then re-attributes them and recomputes the heads of every connection whose runs
-// changed.
+// Apply updates the model for freshly stored events (inside the appending transaction). Each
+// touched run's stored partial is merged with the partial of its new events — every new event
+// has a higher event_seq than every stored one, so the merge equals refolding the whole run, and
+// late or out-of-order occurred_at values change nothing. The runs are then re-attributed and the
+// heads of every connection whose runs changed are recomputed.
 func (m *ReadModel) Apply(ctx context.Context, tx bun.IDB, events []*Event) error {
-	touched := map[string]map[string]bool{}
+	delta := map[string]map[string][]EventRow{} // connector → run → new events
 	var maxSeq int64
 	for _, e := range events {
 		maxSeq = max(maxSeq, e.EventSeq)
 		if e.RunID == nil || e.SourceKind == nil || *e.SourceKind != "connector" || e.SourceID == nil {
 			continue
 		}
-		if touched[*e.SourceID] == nil {
-			touched[*e.SourceID] = map[string]bool{}
+		if delta[*e.SourceID] == nil {
+			delta[*e.SourceID] = map[string][]EventRow{}
 		}
-		touched[*e.SourceID][*e.RunID] = true
+		delta[*e.SourceID][*e.RunID] = append(delta[*e.SourceID][*e.RunID], e.row())
 	}
-	if err := m.refold(ctx, tx, touched); err != nil {
-		return err
+	if len(delta) > 0 {
+		if err := m.merge(ctx, tx, delta); err != nil {
+			return err
+		}
 	}
 	return setApplied(ctx, tx, maxSeq)
+}
+
+// row is what the fold reads of a stored event.
+func (e *Event) row() EventRow {
+	r := EventRow{RunID: *e.RunID, Seq: e.EventSeq, Type: e.EventType, OccurredAt: e.OccurredAt, Status: e.Status,
+		ConnectionRef: e.ConnectionRef, FailureReason: e.FailureReason, BSPresent: e.BSPresent, BSStatus: e.BSStatus,
+		BSWaitReason: e.BSWaitReason, BSProfileKey: e.BSProfileKey}
+	if _, ok := terminalTypes[e.EventType]; ok {
+		r.Data = e.Data
+	}
+	return r
+}
+
+// merge folds new events into the stored rows of their runs.
+func (m *ReadModel) merge(ctx context.Context, tx bun.IDB, delta map[string]map[string][]EventRow) error {
+	connectors := make([]string, 0, len(delta))
+	for c := range delta {
+		connectors = append(connectors, c)
+	}
+	sort.Strings(connectors)
+	targets, err := loadTargets(ctx, tx, connectors)
+	if err != nil {
+		return err
+	}
+	affected := map[string]bool{}
+	for _, connector := range connectors {
+		ids := make([]string, 0, len(delta[connector]))
+		for id := range delta[connector] {
+			ids = append(ids, id)
+		}
+		sort.Strings(ids)
+		for len(ids) > 0 {
+			chunk := ids[:min(len(ids), 1000)]
+			ids = ids[len(chunk):]
+			var stored []RunRow
+			if err := tx.NewSelect().Model(&stored).Where("connector_id = ? AND run_id IN (?)", connector, bun.In(chunk)).Scan(ctx); err != nil {
+				return fmt.Errorf("runs: read model stored rows: %w", err)
+			}
+			old := make(map[string]*RunRow, len(stored))
+			for i := range stored {
+				old[stored[i].RunID] = &stored[i]
+				if stored[i].ConnectionID != nil {
+					affected[*stored[i].ConnectionID] = true
+				}
+			}
+			rows := make([]*RunRow, 0, len(chunk))
+			for _, id := range chunk {
+				evs := delta[connector][id]
+				p := emptyPartial(id)
+				var seq int64
+				if o := old[id]; o != nil {
+					p, seq = o.Partial(), o.LastEventSeq
+				}
+				p = p.Merge(Accumulate(id, evs))
+				for _, e := range evs {
+					seq = max(seq, e.Seq)
+				}
+				r := rowOf(connector, p, seq)
+				r.ConnectionID = targets.attribute(connector, r)
+				if r.ConnectionID != nil {
+					affected[*r.ConnectionID] = true
+				}
+				rows = append(rows, r)
+			}
+			if err := upsertRuns(ctx, tx, rows); err != nil {
+				return err
+			}
+		}
+	}
+	return recomputeHeads(ctx, tx, keys(affected))
 }
 
 func setApplied(ctx context.Context, tx bun.IDB, seq int64) error {
@@ -198,16 +275,64 @@ func foldRuns(ctx context.Context, db bun.IDB, connector string, runIDs []string
 	return out, nil
 }
 
+// runUpdateSet is the ON CONFLICT update of run_summaries, shared by both engines' statements.
+const runUpdateSet = `connection_id = EXCLUDED.connection_id, profile_key = EXCLUDED.profile_key,
+	connection_ref = EXCLUDED.connection_ref, first_at = EXCLUDED.first_at, last_at = EXCLUDED.last_at,
+	event_count = EXCLUDED.event_count, status_key = EXCLUDED.status_key, terminal_status = EXCLUDED.terminal_status,
+	started = EXCLUDED.started, last_status = EXCLUDED.last_status, event_failure_reason = EXCLUDED.event_failure_reason,
+	bs_status = EXCLUDED.bs_status, bs_wait_reason = EXCLUDED.bs_wait_reason, known_gaps = EXCLUDED.known_gaps,
+	collection_facts = EXCLUDED.collection_facts, last_event_seq = EXCLUDED.last_event_seq`
+
+// upsertRuns writes rows: on PostgreSQL as column arrays through unnest (the fast bulk path),
+// on SQLite as bun's multi-row insert; the conflict update is the same.
 func upsertRuns(ctx context.Context, tx bun.IDB, rows []*RunRow) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	_, err := tx.NewInsert().Model(&rows).On("CONFLICT (connector_id, run_id) DO UPDATE").
-		Set("connection_id = EXCLUDED.connection_id, profile_key = EXCLUDED.profile_key, connection_ref = EXCLUDED.connection_ref").
-		Set("first_at = EXCLUDED.first_at, last_at = EXCLUDED.last_at, event_count = EXCLUDED.event_count, status_key = EXCLUDED.status_key").
-		Set("event_failure_reason = EXCLUDED.event_failure_reason, bs_status = EXCLUDED.bs_status, bs_wait_reason = EXCLUDED.bs_wait_reason").
-		Set("known_gaps = EXCLUDED.known_gaps, collection_facts = EXCLUDED.collection_facts, last_event_seq = EXCLUDED.last_event_seq").
-		Exec(ctx)
+	var err error
+	if bootstrap.DialectOf(tx) == bootstrap.Postgres {
+		n := len(rows)
+		text := func(name string, get func(r *RunRow) *string) pgColumn {
+			v := make([]*string, n)
+			for i, r := range rows {
+				v[i] = get(r)
+			}
+			return pgColumn{name, "text", v}
+		}
+		ints := func(name string, get func(r *RunRow) int64) pgColumn {
+			v := make([]int64, n)
+			for i, r := range rows {
+				v[i] = get(r)
+			}
+			return pgColumn{name, "bigint", v}
+		}
+		started := make([]bool, n)
+		for i, r := range rows {
+			started[i] = r.Started
+		}
+		_, err = unnestInsert(tx, "run_summaries", []pgColumn{
+			text("connector_id", func(r *RunRow) *string { return &r.ConnectorID }),
+			text("run_id", func(r *RunRow) *string { return &r.RunID }),
+			text("connection_id", func(r *RunRow) *string { return r.ConnectionID }),
+			text("profile_key", func(r *RunRow) *string { return r.ProfileKey }),
+			text("connection_ref", func(r *RunRow) *string { return r.ConnectionRef }),
+			text("first_at", func(r *RunRow) *string { return &r.FirstAt }),
+			text("last_at", func(r *RunRow) *string { return &r.LastAt }),
+			ints("event_count", func(r *RunRow) int64 { return int64(r.EventCount) }),
+			text("status_key", func(r *RunRow) *string { return &r.StatusKey }),
+			text("terminal_status", func(r *RunRow) *string { return r.TerminalStatus }),
+			{"started", "boolean", started},
+			text("last_status", func(r *RunRow) *string { return r.LastStatus }),
+			text("event_failure_reason", func(r *RunRow) *string { return r.EventFailureReason }),
+			text("bs_status", func(r *RunRow) *string { return r.BSStatus }),
+			text("bs_wait_reason", func(r *RunRow) *string { return r.BSWaitReason }),
+			text("known_gaps", func(r *RunRow) *string { return &r.KnownGaps }),
+			text("collection_facts", func(r *RunRow) *string { return &r.CollectionFacts }),
+			ints("last_event_seq", func(r *RunRow) int64 { return r.LastEventSeq }),
+		}, "ON CONFLICT (connector_id, run_id) DO UPDATE SET "+runUpdateSet).Exec(ctx)
+	} else {
+		_, err = tx.NewInsert().Model(&rows).On("CONFLICT (connector_id, run_id) DO UPDATE").Set(runUpdateSet).Exec(ctx)
+	}
 	if err != nil {
 		return fmt.Errorf("runs: read model upsert: %w", err)
 	}
