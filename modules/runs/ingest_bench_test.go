@@ -59,7 +59,7 @@ func benchAppend(b *testing.B, db *bun.DB, model bool) {
 			typ := []string{"run.started", "run.progress", "run.progress", "run.progress", "run.completed"}[i%5]
 			raw, _ := json.Marshal(map[string]any{"event_id": fmt.Sprintf("b%d_%d", n, i), "event_type": typ,
 				"occurred_at": t0.Add(time.Duration(n*1000+i) * time.Second).Format(time.RFC3339Nano),
-				"run_id": fmt.Sprintf("r%d_%d", n, i/5), "connection_id": "cin_g", "status": "running",
+				"run_id":      fmt.Sprintf("r%d_%d", n, i/5), "connection_id": "cin_g", "status": "running",
 				"data": map[string]any{"records": i}})
 			e, err := runs.ParseEvent(raw, "x")
 			if err != nil {
