@@ -73,6 +73,7 @@ func BenchMain(args []string, stdout, stderr io.Writer, start Starter) error {
 	compare := fs.String("compare", "", "an earlier JSON report to compare with")
 	samples := fs.Int("samples", 200, "samples per read")
 	concSeconds := fs.Float64("concurrent-seconds", 10, "duration of the 64-client run")
+	ingestBatches := fs.Int("ingest-batches", 20, "batches of 1000 events for the ingest figure")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -86,7 +87,7 @@ func BenchMain(args []string, stdout, stderr io.Writer, start Starter) error {
 	}
 	defer t.Stop()
 	d, _, _ := bootstrap.ParseURL(*dbURL)
-	rep, err := RunAPI(ctx, t, string(d), *profile, *samples, time.Duration(*concSeconds*float64(time.Second)))
+	rep, err := RunAPI(ctx, t, string(d), *profile, *samples, time.Duration(*concSeconds*float64(time.Second)), *ingestBatches)
 	if err != nil {
 		return err
 	}
@@ -182,8 +183,9 @@ func (c *client) measure(name string, n int, target float64, path func(i int) (s
 }
 
 // RunAPI measures the reads of SPEC §7 against t.
-func RunAPI(ctx context.Context, t *Target, dialect, profile string, samples int, concurrent time.Duration) (*Report, error) {
+func RunAPI(ctx context.Context, t *Target, dialect, profile string, samples int, concurrent time.Duration, ingestBatches int) (*Report, error) {
 	c := &client{t: t, http: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 128}}}
+	defer c.http.CloseIdleConnections()
 	rep := &Report{Schema: "connsum.bench.api/v1", Profile: profile, Dialect: dialect, At: time.Now().UTC().Format(time.RFC3339),
 		Machine: machine()}
 	// Connection ids for scoped reads.
@@ -229,7 +231,7 @@ func RunAPI(ctx context.Context, t *Target, dialect, profile string, samples int
 	if st, _, _, _, err := c.do(http.MethodPost, "/_ref/connections", t.OwnerToken, []byte(`{"connector_id":"bench-ingest","connection_id":"cin_bench_ingest"}`)); err != nil || st >= 300 {
 		return nil, fmt.Errorf("bench: create ingest connection: status %d %v", st, err)
 	}
-	rep.Reads = append(rep.Reads, c.concurrent(64, concurrent), c.ingest("cin_bench_ingest", 1000, 20))
+	rep.Reads = append(rep.Reads, c.concurrent(64, concurrent), c.ingest("cin_bench_ingest", 1000, ingestBatches))
 	return rep, nil
 }
 
