@@ -13,6 +13,7 @@ import (
 	"connsum/modules/bootstrap/dbtest"
 	"connsum/modules/catalog"
 	"connsum/modules/retained"
+	"connsum/modules/runs"
 	"connsum/modules/summary"
 )
 
@@ -32,6 +33,14 @@ func countList(t *testing.T, p *summary.Projector, q summary.ListQuery) (*summar
 }
 
 func TestOverviewStatementsAreConstant(t *testing.T) {
+	for _, evidence := range []string{"spine", "read_model"} {
+		t.Run(evidence, func(t *testing.T) { testOverviewStatements(t, evidence) })
+	}
+}
+
+// testOverviewStatements: with the spine pipeline the overview is shallow; with the read model it
+// carries run evidence on every row — at the same constant statement count either way.
+func testOverviewStatements(t *testing.T, evidence string) {
 	dbtest.Engines(t, func(t *testing.T, db *bun.DB) {
 		f := newSumFixture(t, db)
 		f.connector("amazon", amazonManifest)
@@ -53,6 +62,10 @@ func TestOverviewStatementsAreConstant(t *testing.T) {
 			}
 		}
 		p := f.projector(0, nil)
+		if evidence == "read_model" {
+			rm := runs.NewReadModelEvidence(runs.NewReadModel(db, runs.Options{}, f.clock.Now))
+			p = summary.NewProjector(f.cat, retained.NewStore(db, f.clock.Now), rm, rm, f.clock.Now)
+		}
 		q := summary.ListQuery{Pipeline: summary.PipelineOverview}
 		grow(0, 5)
 		small, nSmall := countList(t, p, q)
@@ -69,6 +82,18 @@ func TestOverviewStatementsAreConstant(t *testing.T) {
 		}
 		if nLarge == 0 {
 			t.Error("no statements counted: is the hook installed?")
+		}
+		withRuns := 0
+		for _, it := range large.Items {
+			if evidence == "read_model" && it.Evidence != "read_model" {
+				t.Errorf("%s: evidence %s, want read_model on every row", it.ConnectionID, it.Evidence)
+			}
+			if it.LastRun != nil {
+				withRuns++
+			}
+		}
+		if want := map[string]int{"spine": 0, "read_model": 20}[evidence]; withRuns != want {
+			t.Errorf("%d overview rows carry a last run, want %d", withRuns, want)
 		}
 		// A page of the overview and a connector filter are constant too.
 		_, nPage := countList(t, p, summary.ListQuery{Pipeline: summary.PipelineOverview, Limit: 50})
