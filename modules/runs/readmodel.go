@@ -92,21 +92,25 @@ type runKey struct{ connector, run string }
 // heads of every connection whose runs changed are recomputed.
 func (m *ReadModel) Apply(ctx context.Context, tx bun.IDB, events []*Event) error {
 	delta := map[string]map[string][]EventRow{} // connector → run → new events
+	touched := map[string]map[string]bool{}
 	var maxSeq int64
 	for _, e := range events {
 		maxSeq = max(maxSeq, e.EventSeq)
 		if e.RunID == nil || e.SourceKind == nil || *e.SourceKind != "connector" || e.SourceID == nil {
 			continue
 		}
-		if delta[*e.SourceID] == nil {
-			delta[*e.SourceID] = map[string][]EventRow{}
+		c := *e.SourceID
+		if delta[c] == nil {
+			delta[c], touched[c] = map[string][]EventRow{}, map[string]bool{}
 		}
-		delta[*e.SourceID][*e.RunID] = append(delta[*e.SourceID][*e.RunID], e.row())
+		delta[c][*e.RunID] = append(delta[c][*e.RunID], e.row())
+		touched[c][*e.RunID] = true
 	}
-	if len(delta) > 0 {
-		if err := m.merge(ctx, tx, delta); err != nil {
-			return err
-		}
+	err := m.update(ctx, tx, touched, true, func(_ context.Context, connector string, _ []string) (map[string][]EventRow, error) {
+		return delta[connector], nil
+	})
+	if err != nil {
+		return err
 	}
 	return setApplied(ctx, tx, maxSeq)
 }
@@ -122,10 +126,19 @@ func (e *Event) row() EventRow {
 	return r
 }
 
-// merge folds new events into the stored rows of their runs.
-func (m *ReadModel) merge(ctx context.Context, tx bun.IDB, delta map[string]map[string][]EventRow) error {
-	connectors := make([]string, 0, len(delta))
-	for c := range delta {
+// eventsSource gives the events to fold into the given runs of one connector.
+type eventsSource func(ctx context.Context, connector string, runIDs []string) (map[string][]EventRow, error)
+
+// update rewrites the rows of the touched runs (connector → run ids) and the heads of every
+// connection whose runs changed. With fromStored, the events are new ones merged into each
+// stored row (appends); without, they are each run's whole history from the log and replace the
+// row (catch-up, re-attribution).
+func (m *ReadModel) update(ctx context.Context, tx bun.IDB, touched map[string]map[string]bool, fromStored bool, events eventsSource) error {
+	if len(touched) == 0 {
+		return nil
+	}
+	connectors := make([]string, 0, len(touched))
+	for c := range touched {
 		connectors = append(connectors, c)
 	}
 	sort.Strings(connectors)
@@ -135,14 +148,14 @@ func (m *ReadModel) merge(ctx context.Context, tx bun.IDB, delta map[string]map[
 	}
 	affected := map[string]bool{}
 	for _, connector := range connectors {
-		ids := make([]string, 0, len(delta[connector]))
-		for id := range delta[connector] {
-			ids = append(ids, id)
-		}
-		sort.Strings(ids)
+		ids := keys(touched[connector])
 		for len(ids) > 0 {
 			chunk := ids[:min(len(ids), 1000)]
 			ids = ids[len(chunk):]
+			evs, err := events(ctx, connector, chunk)
+			if err != nil {
+				return err
+			}
 			var stored []RunRow
 			if err := tx.NewSelect().Model(&stored).Where("connector_id = ? AND run_id IN (?)", connector, bun.In(chunk)).Scan(ctx); err != nil {
 				return fmt.Errorf("runs: read model stored rows: %w", err)
@@ -156,19 +169,18 @@ func (m *ReadModel) merge(ctx context.Context, tx bun.IDB, delta map[string]map[
 			}
 			rows := make([]*RunRow, 0, len(chunk))
 			for _, id := range chunk {
-				evs := delta[connector][id]
-				p := emptyPartial(id)
-				var seq int64
-				if o := old[id]; o != nil {
+				p, seq := emptyPartial(id), int64(0)
+				if o := old[id]; o != nil && fromStored {
 					p, seq = o.Partial(), o.LastEventSeq
 				}
-				p = p.Merge(Accumulate(id, evs))
-				for _, e := range evs {
+				for _, e := range evs[id] {
 					seq = max(seq, e.Seq)
 				}
+				if p = p.Merge(Accumulate(id, evs[id])); p.EventCount == 0 {
+					continue
+				}
 				r := rowOf(connector, p, seq)
-				r.ConnectionID = targets.attribute(connector, r)
-				if r.ConnectionID != nil {
+				if r.ConnectionID = targets.attribute(connector, r); r.ConnectionID != nil {
 					affected[*r.ConnectionID] = true
 				}
 				rows = append(rows, r)
@@ -191,56 +203,11 @@ func setApplied(ctx context.Context, tx bun.IDB, seq int64) error {
 	return err
 }
 
-// refold recomputes the rows of the given runs (connector → run ids) and the affected heads.
+// refold recomputes the given runs (connector → run ids) from the log.
 func (m *ReadModel) refold(ctx context.Context, tx bun.IDB, touched map[string]map[string]bool) error {
-	if len(touched) == 0 {
-		return nil
-	}
-	connectors := make([]string, 0, len(touched))
-	for c := range touched {
-		connectors = append(connectors, c)
-	}
-	sort.Strings(connectors)
-	targets, err := loadTargets(ctx, tx, connectors)
-	if err != nil {
-		return err
-	}
-	affected := map[string]bool{}
-	for _, connector := range connectors {
-		ids := make([]string, 0, len(touched[connector]))
-		for id := range touched[connector] {
-			ids = append(ids, id)
-		}
-		sort.Strings(ids)
-		for len(ids) > 0 {
-			chunk := ids[:min(len(ids), 1000)]
-			ids = ids[len(chunk):]
-			rows, err := foldRuns(ctx, tx, connector, chunk)
-			if err != nil {
-				return err
-			}
-			var old []RunRow
-			if err := tx.NewSelect().Model(&old).Column("run_id", "connection_id").
-				Where("connector_id = ? AND run_id IN (?)", connector, bun.In(chunk)).Scan(ctx); err != nil {
-				return fmt.Errorf("runs: read model previous rows: %w", err)
-			}
-			for _, o := range old {
-				if o.ConnectionID != nil {
-					affected[*o.ConnectionID] = true
-				}
-			}
-			for _, r := range rows {
-				r.ConnectionID = targets.attribute(connector, r)
-				if r.ConnectionID != nil {
-					affected[*r.ConnectionID] = true
-				}
-			}
-			if err := upsertRuns(ctx, tx, rows); err != nil {
-				return err
-			}
-		}
-	}
-	return recomputeHeads(ctx, tx, keys(affected))
+	return m.update(ctx, tx, touched, false, func(ctx context.Context, connector string, ids []string) (map[string][]EventRow, error) {
+		return runEvents(ctx, tx, connector, ids)
+	})
 }
 
 func keys(m map[string]bool) []string {
@@ -252,8 +219,8 @@ func keys(m map[string]bool) []string {
 	return out
 }
 
-// foldRuns loads the events of the given runs of one connector and folds each (time-independent part).
-func foldRuns(ctx context.Context, db bun.IDB, connector string, runIDs []string) ([]*RunRow, error) {
+// runEvents loads the events of the given runs of one connector from the log, grouped by run.
+func runEvents(ctx context.Context, db bun.IDB, connector string, runIDs []string) (map[string][]EventRow, error) {
 	var evs []EventRow
 	if err := db.NewSelect().Table("spine_events").
 		Column("run_id", "event_seq", "event_type", "occurred_at", "status", "connection_ref", "failure_reason",
@@ -263,14 +230,9 @@ func foldRuns(ctx context.Context, db bun.IDB, connector string, runIDs []string
 		OrderExpr("run_id, event_seq").Scan(ctx, &evs); err != nil {
 		return nil, fmt.Errorf("runs: read model load runs of %s: %w", connector, err)
 	}
-	var out []*RunRow
-	for i := 0; i < len(evs); {
-		j := i
-		for j < len(evs) && evs[j].RunID == evs[i].RunID {
-			j++
-		}
-		out = append(out, rowOf(connector, Accumulate(evs[i].RunID, evs[i:j]), evs[j-1].Seq))
-		i = j
+	out := map[string][]EventRow{}
+	for _, e := range evs {
+		out[e.RunID] = append(out[e.RunID], e)
 	}
 	return out, nil
 }

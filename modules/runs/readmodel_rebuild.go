@@ -192,9 +192,15 @@ func (m *ReadModel) Rebuild(ctx context.Context, db *bun.DB, progress io.Writer)
 // rebuildRuns refolds runs of one connector, compares them with the stored rows and writes the
 // ones that differ.
 func (m *ReadModel) rebuildRuns(ctx context.Context, tx bun.Tx, connector string, ids []string, rep *RebuildReport) error {
-	rows, err := foldRuns(ctx, tx, connector, ids)
+	evs, err := runEvents(ctx, tx, connector, ids)
 	if err != nil {
 		return err
+	}
+	rows := make([]*RunRow, 0, len(ids))
+	for _, id := range ids {
+		if len(evs[id]) > 0 {
+			rows = append(rows, rowOf(connector, Accumulate(id, evs[id]), evs[id][len(evs[id])-1].Seq))
+		}
 	}
 	t, err := loadTargets(ctx, tx, []string{connector})
 	if err != nil {

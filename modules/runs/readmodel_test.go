@@ -401,3 +401,86 @@ func TestRebuildRestoresReadModel(t *testing.T) {
 		}
 	})
 }
+
+// compareWithSpine checks the read model's heads against the spine fold for the given connections.
+func compareWithSpine(t *testing.T, db *bun.DB, rm *runs.ReadModel, clock func() time.Time, entries []catalog.Entry) {
+	t.Helper()
+	ctx := context.Background()
+	spine, err := runs.NewSpineEvidence(runs.NewPageSource(db, runs.Options{PageSize: 1 << 20}, clock)).For(ctx, runs.Request{Entries: entries})
+	if err != nil {
+		t.Fatal(err)
+	}
+	model, err := runs.NewReadModelEvidence(rm).For(ctx, runs.Request{Entries: entries})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		id := e.Connection.ConnectionID
+		if a, b := summaryJSON(model[id].LastRun), summaryJSON(spine[id].LastRun); a != b {
+			t.Errorf("%s last_run: read model %s, spine %s", id, a, b)
+		}
+		if a, b := summaryJSON(model[id].LastSuccessfulRun), summaryJSON(spine[id].LastSuccessfulRun); a != b {
+			t.Errorf("%s last_successful_run: read model %s, spine %s", id, a, b)
+		}
+	}
+}
+
+// TestCatchUpAndProfileKeyChange: events stored while the model was not maintained are caught up
+// from the log; changing a connector's profile key re-attributes its runs in the same write.
+func TestCatchUpAndProfileKeyChange(t *testing.T) {
+	dbtest.Engines(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		clock := func() time.Time { return feedT0.Add(48 * time.Hour) }
+		rm := runs.NewReadModel(db, runs.Options{}, clock)
+		cat := catalog.NewStore(db, clock).WithHook(rm)
+		m, _ := catalog.ParseManifest([]byte(`{"display_name":"Amazon","capabilities":{"browser_surface":{"profile_key":"old-key"}}}`))
+		if _, _, err := cat.PutConnector(ctx, "amazon", m); err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{"cin_a", "cin_b"} {
+			if _, _, err := cat.CreateConnection(ctx, catalog.ConnectionInput{ConnectorID: "amazon", ConnectionID: id,
+				Status: "active", SourceKind: "browser_collector", SourceBindingKey: id}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var evs []map[string]any
+		for i, key := range []string{"old-key:cin_a", "new-key:cin_b", "new-key:cin_a", "old-key:cin_b"} {
+			evs = append(evs, map[string]any{"event_id": fmt.Sprint("e", i), "event_type": "run.completed",
+				"run_id": fmt.Sprint("r", i), "source_kind": "connector", "source_id": "amazon",
+				"occurred_at": feedT0.Add(time.Duration(i) * time.Hour).Format(time.RFC3339Nano),
+				"data": map[string]any{"browser_surface": map[string]any{"browser_surface_profile_key": key}}})
+		}
+		// Stored without the model (runs.evidence=spine): nothing in it yet.
+		if _, err := runs.NewIngester(db, clock, nil).Append(ctx, parseAll(t, evs)); err != nil {
+			t.Fatal(err)
+		}
+		entries := allEntries(t, ctx, db, cat)
+		if ev, _ := runs.NewReadModelEvidence(rm).For(ctx, runs.Request{Entries: entries}); ev["cin_a"].LastRun != nil {
+			t.Fatal("the model has a run before catching up")
+		}
+		n, err := rm.CatchUp(ctx, db)
+		if err != nil || n == 0 {
+			t.Fatalf("catch-up: %d events, %v", n, err)
+		}
+		compareWithSpine(t, db, rm, clock, entries)
+		if ev, _ := runs.NewReadModelEvidence(rm).For(ctx, runs.Request{Entries: entries}); lastRunID(ev["cin_a"].LastRun) != "r0" {
+			t.Errorf("cin_a with old-key: last run %q, want r0", lastRunID(ev["cin_a"].LastRun))
+		}
+		m2, _ := catalog.ParseManifest([]byte(`{"display_name":"Amazon","capabilities":{"browser_surface":{"profile_key":"new-key"}}}`))
+		if _, _, err := cat.PutConnector(ctx, "amazon", m2); err != nil {
+			t.Fatal(err)
+		}
+		entries = allEntries(t, ctx, db, cat)
+		compareWithSpine(t, db, rm, clock, entries)
+		if ev, _ := runs.NewReadModelEvidence(rm).For(ctx, runs.Request{Entries: entries}); lastRunID(ev["cin_a"].LastRun) != "r2" || lastRunID(ev["cin_b"].LastRun) != "r1" {
+			t.Errorf("after the key change: cin_a %q, cin_b %q, want r2 and r1", lastRunID(ev["cin_a"].LastRun), lastRunID(ev["cin_b"].LastRun))
+		}
+	})
+}
+
+func lastRunID(s *runs.Summary) string {
+	if s == nil {
+		return ""
+	}
+	return s.RunID
+}
