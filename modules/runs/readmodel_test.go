@@ -448,7 +448,7 @@ func TestCatchUpAndProfileKeyChange(t *testing.T) {
 			evs = append(evs, map[string]any{"event_id": fmt.Sprint("e", i), "event_type": "run.completed",
 				"run_id": fmt.Sprint("r", i), "source_kind": "connector", "source_id": "amazon",
 				"occurred_at": feedT0.Add(time.Duration(i) * time.Hour).Format(time.RFC3339Nano),
-				"data": map[string]any{"browser_surface": map[string]any{"browser_surface_profile_key": key}}})
+				"data":        map[string]any{"browser_surface": map[string]any{"browser_surface_profile_key": key}}})
 		}
 		// Stored without the model (runs.evidence=spine): nothing in it yet.
 		if _, err := runs.NewIngester(db, clock, nil).Append(ctx, parseAll(t, evs)); err != nil {
