@@ -32,7 +32,7 @@ usage:
   connsum migrate [--config FILE] [--db URL]
   connsum seed --profile demo|live|fleet [--seed N] [--config FILE] [--db URL]
   connsum rebuild [--config FILE] [--db URL]
-  connsum bench api|browser [flags]   (connsum bench api -h)
+  connsum bench api|browser|load [flags]   (connsum bench api -h)
 
 Every config key also comes from CONNSUM_<KEY> (summary.cache.ttl → CONNSUM_SUMMARY_CACHE_TTL).
 `

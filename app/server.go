@@ -143,6 +143,11 @@ func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 		case ok:
 		case errors.As(err, &fe):
 			e = fiberError(fe)
+		case bootstrap.IsUniqueViolation(err):
+			// A write raced another one on a unique key and lost; the stores retry the races they
+			// know, so this is a conflict the client may retry, never an internal error.
+			e = httpx.Conflict("", "a concurrent request wrote the same resource; retry")
+			log.Warn("unique key conflict", "method", c.Method(), "path", safePath(c), "err", err)
 		case bootstrap.IsUnavailable(err):
 			e = httpx.Unavailable
 			log.Warn("database unavailable", "method", c.Method(), "path", safePath(c), "err", err)

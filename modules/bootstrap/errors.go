@@ -41,3 +41,17 @@ func IsUnavailable(err error) bool {
 	return strings.Contains(msg, "conn closed") || strings.Contains(msg, "connection refused") ||
 		strings.Contains(msg, "database is locked") || strings.Contains(msg, "SQLITE_BUSY")
 }
+
+// IsUniqueViolation reports whether err is a unique-key violation. On PostgreSQL (read
+// committed) two transactions that both found no row may both insert it; the loser's insert
+// fails with this error and the request can simply run again, now seeing the winner's row.
+func IsUniqueViolation(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code == "23505"
+	}
+	return strings.Contains(err.Error(), "UNIQUE constraint failed")
+}

@@ -36,7 +36,8 @@ func NewStore(db bun.IDB, now bootstrap.Clock) *Store {
 
 // PutConnector creates or replaces a connector; created reports which.
 func (s *Store) PutConnector(ctx context.Context, id string, m Manifest) (c *Connector, created bool, err error) {
-	err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+	put := func(ctx context.Context, tx bun.Tx) error {
+		created = false
 		now := FormatTime(s.now())
 		c = &Connector{ConnectorID: id, DisplayName: m.DisplayName, Version: m.Version, Listed: m.Listed,
 			ProfileKey: m.ProfileKey, Manifest: m.Raw, CreatedAt: now, UpdatedAt: now}
@@ -57,7 +58,12 @@ func (s *Store) PutConnector(ctx context.Context, id string, m Manifest) (c *Con
 			return s.hook.ProfileKeyChanged(ctx, tx, id)
 		}
 		return nil
-	})
+	}
+	if err = s.db.RunInTx(ctx, nil, put); bootstrap.IsUniqueViolation(err) {
+		// Two first PUTs of one id raced (PostgreSQL, read committed): the winner's row is
+		// committed now, so the loser runs again as a replace instead of failing.
+		err = s.db.RunInTx(ctx, nil, put)
+	}
 	if err != nil {
 		return nil, false, fmt.Errorf("catalog: put connector %s: %w", id, err)
 	}
@@ -92,7 +98,8 @@ func (s *Store) Connection(ctx context.Context, id string) (*Entry, error) {
 // source kind, binding key) with created=false. A client-given id already used by a different
 // (connector, kind, key) is a conflict.
 func (s *Store) CreateConnection(ctx context.Context, in ConnectionInput) (conn *Connection, created bool, err error) {
-	err = s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+	create := func(ctx context.Context, tx bun.Tx) error {
+		conn, created = nil, false
 		connector := new(Connector)
 		if err := tx.NewSelect().Model(connector).Where("connector_id = ?", in.ConnectorID).Scan(ctx); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
@@ -118,10 +125,16 @@ func (s *Store) CreateConnection(ctx context.Context, in ConnectionInput) (conn 
 		if id == "" {
 			id = DerivedConnectionID(in.ConnectorID, in.SourceKind, in.SourceBindingKey)
 		}
-		if n, err := tx.NewSelect().Model((*Connection)(nil)).Where("connection_id = ?", id).Count(ctx); err != nil {
-			return err
-		} else if n > 0 {
+		byID := new(Connection)
+		switch err := tx.NewSelect().Model(byID).Where("connection_id = ?", id).Scan(ctx); {
+		case err == nil && byID.ConnectorID == in.ConnectorID && byID.SourceKind == in.SourceKind && byID.SourceBindingKey == in.SourceBindingKey:
+			// The same source, committed by a concurrent create since the lookup above.
+			conn = byID
+			return nil
+		case err == nil:
 			return fmt.Errorf("%w: connection id %s is already used by another source", ErrConflict, id)
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
 		}
 		now := FormatTime(s.now())
 		conn = &Connection{ConnectionID: id, ConnectorID: in.ConnectorID, DisplayName: connector.DisplayName,
@@ -140,7 +153,12 @@ func (s *Store) CreateConnection(ctx context.Context, in ConnectionInput) (conn 
 			return s.hook.ConnectionCreated(ctx, tx, conn, connector)
 		}
 		return nil
-	})
+	}
+	if err = s.db.RunInTx(ctx, nil, create); bootstrap.IsUniqueViolation(err) {
+		// Two creates of one source raced (PostgreSQL, read committed): run again, which now
+		// finds the winner's row and returns it (or reports the conflict it really is).
+		err = s.db.RunInTx(ctx, nil, create)
+	}
 	if err != nil {
 		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) {
 			return nil, false, err

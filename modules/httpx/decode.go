@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -41,13 +41,19 @@ type Object struct {
 }
 
 // ParseObject decodes raw as a JSON object; path prefixes field names in errors ("" for the root).
+// Invalid UTF-8 is refused here too, not only at the body, so that no parser built on it can
+// store a silently replaced character.
 func ParseObject(raw []byte, path string) (*Object, error) {
+	if !utf8.Valid(raw) {
+		return nil, Invalid(path, "must be valid UTF-8")
+	}
 	var fields map[string]json.RawMessage
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(&fields); err != nil || fields == nil {
 		return nil, Invalid(path, "must be a JSON object%s", detail(err))
 	}
-	if dec.More() {
+	// dec.More reports false before a stray '}' or ']', so look at the rest of the input itself.
+	if len(bytes.TrimSpace(raw[dec.InputOffset():])) > 0 {
 		return nil, Invalid(path, "unexpected data after the JSON object")
 	}
 	return &Object{path: path, fields: fields, seen: map[string]bool{}}, nil
@@ -143,17 +149,57 @@ func (o *Object) NonNegativeInt(key string, required bool) (int64, bool, error) 
 	if raw[0] == '"' || json.Unmarshal(raw, &n) != nil {
 		return 0, false, Invalid(o.Path(key), "must be a non-negative integer")
 	}
-	f, err := n.Float64()
-	if err != nil || math.IsInf(f, 0) || f != math.Trunc(f) {
-		return 0, false, Invalid(o.Path(key), "must be a non-negative integer")
+	v, problem := exactInteger(string(n))
+	if problem != "" {
+		return 0, false, Invalid(o.Path(key), "%s", problem)
 	}
-	if f < 0 {
-		return 0, false, Invalid(o.Path(key), "must not be negative")
+	return v, true, nil
+}
+
+// exactInteger decides on the decimal text of a JSON number, not on a float64, whether it is an
+// integer in [0, 2^53): a float64 would round 1.0000000000000001 or 4503599627370496.5 to an
+// integer and store a fraction as if it had been sent. The work is bounded by the literal's
+// length whatever its exponent.
+func exactInteger(lit string) (int64, string) {
+	const notInteger, negative, tooLarge = "must be a non-negative integer", "must not be negative", "must be below 2^53"
+	neg := strings.HasPrefix(lit, "-")
+	lit = strings.TrimPrefix(lit, "-")
+	mant, expText, hasExp := strings.Cut(strings.ToLower(lit), "e")
+	intPart, frac, _ := strings.Cut(mant, ".")
+	digits := strings.TrimLeft(intPart+frac, "0")
+	if digits == "" {
+		return 0, "" // zero, whatever its sign or exponent
 	}
-	if f >= MaxSafeInteger {
-		return 0, false, Invalid(o.Path(key), "must be below 2^53")
+	exp := 0
+	if hasExp {
+		e, err := strconv.Atoi(strings.TrimPrefix(expText, "+"))
+		switch {
+		case err != nil && strings.HasPrefix(expText, "-"):
+			return 0, notInteger // 10^-huge: a fraction
+		case err != nil:
+			return 0, tooLarge
+		}
+		exp = e
 	}
-	return int64(f), true, nil
+	exp -= len(frac)
+	if exp < 0 {
+		zeros := len(digits) - len(strings.TrimRight(digits, "0"))
+		if -exp > zeros {
+			return 0, notInteger
+		}
+		digits, exp = digits[:len(digits)+exp], 0
+	}
+	if neg {
+		return 0, negative
+	}
+	if len(digits)+exp > 16 { // 2^53 has 16 digits
+		return 0, tooLarge
+	}
+	v, err := strconv.ParseInt(digits+strings.Repeat("0", exp), 10, 64)
+	if err != nil || v >= MaxSafeInteger {
+		return 0, tooLarge
+	}
+	return v, ""
 }
 
 // Object reads an optional nested object.

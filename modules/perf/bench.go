@@ -62,8 +62,11 @@ func BenchMain(args []string, stdout, stderr io.Writer, start Starter) error {
 	if len(args) > 0 && args[0] == "browser" {
 		return BrowserMain(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "load" {
+		return LoadMain(args[1:], stdout, stderr, start)
+	}
 	if len(args) == 0 || args[0] != "api" {
-		return errors.New("bench: usage: connsum bench api [--db URL] [--profile NAME] [--json FILE] [--compare OLD.json] [--samples N] [--concurrent-seconds S] | connsum bench browser --base URL …")
+		return errors.New("bench: usage: connsum bench api [--db URL] [--profile NAME] [--json FILE] [--compare OLD.json] [--samples N] [--concurrent-seconds S] | connsum bench browser --base URL … | connsum bench load [--db URL] [--seconds S] [--readers N] [--json FILE]")
 	}
 	fs := flag.NewFlagSet("bench api", flag.ContinueOnError)
 	fs.SetOutput(stderr)

@@ -39,6 +39,10 @@ func ParseFigures(raw []byte) (Figures, error) {
 		if err != nil {
 			return f, httpx.Invalid("last_record_at", "must be an RFC 3339 timestamp with an offset")
 		}
+		// Stored as fixed-width UTC text: a year outside 0001-9999 once in UTC would not fit.
+		if y := t.UTC().Year(); y < 1 || y > 9999 {
+			return f, httpx.Invalid("last_record_at", "must be between years 1 and 9999 (in UTC)")
+		}
 		u := t.UTC().Format("2006-01-02T15:04:05.000Z")
 		f.LastRecordAt = &u
 	}

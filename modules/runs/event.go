@@ -97,8 +97,10 @@ func ParseEvent(raw []byte, path string) (*Event, error) {
 	if err != nil { // RFC 3339 parsing requires the offset ("Z" or ±hh:mm)
 		return nil, httpx.Invalid(o.Path("occurred_at"), "must be an RFC 3339 timestamp with an offset, e.g. 2026-11-20T08:01:02.345+01:00")
 	}
-	if t.Year() < 1970 || t.Year() > 9999 {
-		return nil, httpx.Invalid(o.Path("occurred_at"), "must be between 1970 and 9999")
+	// The range applies to the stored UTC time: 9999-12-31T23:59-01:00 is in year 10000 and
+	// would break the fixed-width text whose order is time order.
+	if u := t.UTC(); u.Year() < 1970 || u.Year() > 9999 {
+		return nil, httpx.Invalid(o.Path("occurred_at"), "must be between 1970 and 9999 (in UTC)")
 	}
 	e.OccurredAt = t.UTC().Format(TimeFormat)
 	if e.RunID, err = str("run_id", eventIDRE, eventIDRE.String()); err != nil {

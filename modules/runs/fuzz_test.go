@@ -17,9 +17,9 @@ import (
 // The grammar of SPEC §1.4, restated here so the fuzz bodies check the parser against the
 // spec and not against itself.
 var (
-	fuzzIDRE     = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
-	fuzzTypeRE   = regexp.MustCompile(`^[a-z][a-z0-9_.]{0,63}$`)
-	fuzzStatusRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
+	fuzzIDRE         = regexp.MustCompile(`^[A-Za-z0-9_.:-]{1,128}$`)
+	fuzzTypeRE       = regexp.MustCompile(`^[a-z][a-z0-9_.]{0,63}$`)
+	fuzzStatusRE     = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
 	fuzzStoredTimeRE = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$`)
 )
 

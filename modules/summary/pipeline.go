@@ -1,7 +1,9 @@
 package summary
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"time"
@@ -51,20 +53,42 @@ type cursor struct {
 	Pipeline    Pipeline    `json:"p"`
 }
 
+// cursorEncoding is strict: a cursor whose padding bits were altered does not decode.
+var cursorEncoding = base64.RawURLEncoding.Strict()
+
+// cursorSumLen is the length of the checksum that ends every cursor. It is no secret (a client
+// may page from any key it likes over its own data); it makes an altered or truncated cursor a
+// 400 instead of a page that silently starts somewhere else.
+const cursorSumLen = 8
+
+func cursorSum(payload []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte("connsum.cursor.v1\n"))
+	h.Write(payload)
+	return h.Sum(nil)[:cursorSumLen]
+}
+
 // EncodeCursor makes the cursor that continues after key.
 func EncodeCursor(key catalog.Key, q ListQuery) string {
 	b, _ := json.Marshal(cursor{Key: key, ConnectorID: q.ConnectorID, Pipeline: q.Pipeline})
-	return base64.RawURLEncoding.EncodeToString(b)
+	return cursorEncoding.EncodeToString(append(b, cursorSum(b)...))
 }
 
-// DecodeCursor checks that s was made by EncodeCursor for the same filter.
+// DecodeCursor checks that s was made by EncodeCursor, unaltered, for the same filter.
 func DecodeCursor(s string, q ListQuery) (*catalog.Key, bool) {
-	raw, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(raw) > 2048 {
+	if len(s) > 4096 {
+		return nil, false
+	}
+	raw, err := cursorEncoding.DecodeString(s)
+	if err != nil || len(raw) <= cursorSumLen {
+		return nil, false
+	}
+	payload, sum := raw[:len(raw)-cursorSumLen], raw[len(raw)-cursorSumLen:]
+	if !bytes.Equal(sum, cursorSum(payload)) {
 		return nil, false
 	}
 	var c cursor
-	if json.Unmarshal(raw, &c) != nil || c.ConnectorID != q.ConnectorID || c.Pipeline != q.Pipeline ||
+	if json.Unmarshal(payload, &c) != nil || c.ConnectorID != q.ConnectorID || c.Pipeline != q.Pipeline ||
 		c.Key.ConnectorID == "" || c.Key.ConnectionID == "" || c.Key.CreatedAt == "" {
 		return nil, false
 	}
