@@ -143,11 +143,9 @@ type RequiredIndex struct {
 // RequiredIndexes lists the indexes for an engine. PostgreSQL gets covering (INCLUDE) partial
 // indexes; SQLite gets the same partial index with the covered columns appended to the key.
 func RequiredIndexes(d Dialect) []RequiredIndex {
-	covered := "event_seq, event_type, status, connection_ref, failure_reason, bs_present, bs_status, bs_wait_reason, bs_profile_key"
-	runSummary := "(source_kind, source_id, run_id, occurred_at DESC) INCLUDE (" + covered + ")"
-	if d == SQLite {
-		runSummary = "(source_kind, source_id, run_id, occurred_at DESC, " + covered + ")"
-	}
+	// No INCLUDE columns: the run-page load also reads `data` of terminal events, so it visits the
+	// heap anyway, and every covered column would be paid on each append.
+	runSummary := "(source_kind, source_id, run_id, occurred_at DESC)"
 	return []RequiredIndex{
 		{
 			Name: "idx_spine_events_source_run_summary", Table: "spine_events",
