@@ -54,7 +54,7 @@ func (p *PageSource) PageSize() int { return p.pageSize }
 
 // MaxScanFactor bounds a filtered page: it folds at most MaxScanFactor × page_size runs looking
 // for matches, so a connector whose recent runs rarely pass the filter costs a bounded read.
-const MaxScanFactor = 32
+const MaxScanFactor = 8
 
 type recentRow struct {
 	RunID      string `bun:"run_id"`
