@@ -154,8 +154,10 @@ func (h *Handlers) feed(c *fiber.Ctx) error {
 	if outcome == Hit || outcome == Shared {
 		st = Stats{} // this request did no database work of its own
 	}
+	body := res.Body()
 	setTimingHeaders(c, st, outcome, time.Since(start))
-	return httpx.JSON(c, fiber.StatusOK, envelope(res))
+	c.Set(fiber.HeaderContentType, httpx.ContentTypeJSON)
+	return c.Status(fiber.StatusOK).Send(body)
 }
 
 func (h *Handlers) connection(c *fiber.Ctx) (*catalog.Entry, error) {

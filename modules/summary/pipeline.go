@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"sync"
 	"time"
 
 	"connsum/modules/bootstrap"
@@ -124,6 +125,24 @@ type Result struct {
 	Stats      Stats
 	// Evidence is kept for the scoped read's diagnostics trail.
 	Evidence map[string]*runs.ConnectionEvidence
+
+	// body is the encoded envelope, made once: a cached overview is shared by every request of
+	// its TTL, so they all send the same bytes instead of encoding the list again (1.9 MB for
+	// 1000 connections).
+	bodyOnce sync.Once
+	body     []byte
+}
+
+// Body returns the JSON envelope of the result, encoded on first use.
+func (r *Result) Body() []byte {
+	r.bodyOnce.Do(func() {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(envelope(r)) // items hold only encodable values
+		r.body = bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	})
+	return r.body
 }
 
 // Projector runs the pipelines over the ports.
