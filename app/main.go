@@ -125,7 +125,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *demo {
-		seeded, err := seedIfEmpty(cfg, "demo", 1)
+		seeded, err := perf.SeedIfEmpty(context.Background(), cfg.DBURL, "demo", 1, io.Discard)
 		if err != nil {
 			return err
 		}
@@ -210,7 +210,7 @@ func migrateCmd(args []string, stdout io.Writer) error {
 		return err
 	}
 	defer db.Close()
-	st, err := bootstrap.NewMigrator(db).Migrate(ctx)
+	st, err := bootstrap.NewMigrator(db).Migrate(ctx) // migrate reports the state, so it keeps the migrator
 	if err != nil {
 		return err
 	}
@@ -237,14 +237,11 @@ func seedCmd(args []string, stdout io.Writer) error {
 		return err
 	}
 	ctx := context.Background()
-	db, err := bootstrap.Open(ctx, cfg.DBURL, bootstrap.PoolOptions{MaxOpenConns: 4})
+	db, err := perf.OpenMigrated(ctx, cfg.DBURL, 4)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if _, err := bootstrap.NewMigrator(db).Migrate(ctx); err != nil {
-		return err
-	}
 	start := time.Now()
 	st, err := perf.Seed(ctx, db, *profile, *seed, stdout)
 	if err != nil {
@@ -252,25 +249,6 @@ func seedCmd(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "seeded %s: %d connectors, %d connections, %d events in %s\n", *profile, st.Connectors, st.Connections, st.Events, time.Since(start).Round(time.Millisecond))
 	return nil
-}
-
-// seedIfEmpty seeds profile when the database has no connector yet.
-func seedIfEmpty(cfg *Config, profile string, seed int64) (bool, error) {
-	ctx := context.Background()
-	db, err := bootstrap.Open(ctx, cfg.DBURL, bootstrap.PoolOptions{MaxOpenConns: 4})
-	if err != nil {
-		return false, err
-	}
-	defer db.Close()
-	if _, err := bootstrap.NewMigrator(db).Migrate(ctx); err != nil {
-		return false, err
-	}
-	n, err := db.NewSelect().Table("connectors").Count(ctx)
-	if err != nil || n > 0 {
-		return false, err
-	}
-	_, err = perf.Seed(ctx, db, profile, seed, io.Discard)
-	return err == nil, err
 }
 
 // benchStarter starts an in-process server on a free loopback port for `connsum bench api`.
@@ -306,14 +284,11 @@ func rebuildCmd(args []string, stdout io.Writer) error {
 		return err
 	}
 	ctx := context.Background()
-	db, err := bootstrap.Open(ctx, cfg.DBURL, bootstrap.PoolOptions{MaxOpenConns: 4})
+	db, err := perf.OpenMigrated(ctx, cfg.DBURL, 4)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if _, err := bootstrap.NewMigrator(db).Migrate(ctx); err != nil {
-		return err
-	}
 	rm := runs.NewReadModel(db, runs.Options{PageSize: cfg.RunsPageSize, StaleAfter: cfg.RunsStaleAfter}, time.Now)
 	start := time.Now()
 	rep, err := rm.Rebuild(ctx, db, stdout)

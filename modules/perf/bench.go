@@ -81,7 +81,7 @@ func BenchMain(args []string, stdout, stderr io.Writer, start Starter) error {
 		return err
 	}
 	ctx := context.Background()
-	if err := seedWhenEmpty(ctx, *dbURL, *profile, stdout); err != nil {
+	if _, err := SeedIfEmpty(ctx, *dbURL, *profile, 1, stdout); err != nil {
 		return err
 	}
 	t, err := start(ctx, *dbURL)
@@ -105,23 +105,6 @@ func BenchMain(args []string, stdout, stderr io.Writer, start Starter) error {
 		return os.WriteFile(*jsonOut, b, 0o644)
 	}
 	return nil
-}
-
-func seedWhenEmpty(ctx context.Context, dbURL, profile string, out io.Writer) error {
-	db, err := bootstrap.Open(ctx, dbURL, bootstrap.PoolOptions{MaxOpenConns: 4})
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	if _, err := bootstrap.NewMigrator(db).Migrate(ctx); err != nil {
-		return err
-	}
-	n, err := db.NewSelect().Table("connectors").Count(ctx)
-	if err != nil || n > 0 {
-		return err
-	}
-	_, err = Seed(ctx, db, profile, 1, out)
-	return err
 }
 
 type client struct {

@@ -90,7 +90,7 @@ func LoadMain(args []string, stdout, stderr io.Writer, start Starter) error {
 		return errors.New("bench load: --seconds must be positive, --readers at least 1, --batch from 1 to 5000")
 	}
 	ctx := context.Background()
-	if err := seedWhenEmpty(ctx, *dbURL, *profile, stdout); err != nil {
+	if _, err := SeedIfEmpty(ctx, *dbURL, *profile, 1, stdout); err != nil {
 		return err
 	}
 	t, err := start(ctx, *dbURL)
