@@ -36,12 +36,6 @@ type Registrar interface {
 	Routes() []Route
 }
 
-// RegistrarFunc adapts a function to Registrar.
-type RegistrarFunc func() []Route
-
-// Routes implements Registrar.
-func (f RegistrarFunc) Routes() []Route { return f() }
-
 // JSON writes v with status and the JSON content type.
 func JSON(c *fiber.Ctx, status int, v any) error {
 	var buf bytes.Buffer

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/uptrace/bun"
 
@@ -416,9 +415,4 @@ func (m *ReadModel) AppliedSeq(ctx context.Context, db bun.IDB) (int64, error) {
 		return 0, nil
 	}
 	return v, err
-}
-
-// isMissingTable is true for "no such table"-type errors (a database migrated before the model).
-func isMissingTable(err error) bool {
-	return err != nil && (strings.Contains(err.Error(), "no such table") || strings.Contains(err.Error(), "does not exist"))
 }
