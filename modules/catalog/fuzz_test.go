@@ -84,15 +84,19 @@ func FuzzParseManifest(f *testing.F) {
 		if m.ProfileKey != nil && (*m.ProfileKey == "" || strings.TrimSpace(*m.ProfileKey) != *m.ProfileKey) {
 			t.Fatalf("profile key %q is not trimmed", *m.ProfileKey)
 		}
-		var doc struct {
-			Capabilities struct {
-				PublicListing struct {
-					Listed *bool `json:"listed"`
-				} `json:"public_listing"`
-			} `json:"capabilities"`
+		// Keys are exact (JSON is case-sensitive): "CAPABILITIES" is an unknown key, kept but
+		// meaningless. Look the flag up the same way, key by key.
+		want := true
+		var top map[string]json.RawMessage
+		var caps, listing map[string]json.RawMessage
+		if json.Unmarshal(raw, &top) == nil && json.Unmarshal(top["capabilities"], &caps) == nil &&
+			json.Unmarshal(caps["public_listing"], &listing) == nil {
+			var listed *bool
+			if json.Unmarshal(listing["listed"], &listed) == nil && listed != nil {
+				want = *listed
+			}
 		}
-		_ = json.Unmarshal(raw, &doc)
-		if want := doc.Capabilities.PublicListing.Listed == nil || *doc.Capabilities.PublicListing.Listed; m.Listed != want {
+		if m.Listed != want {
 			t.Fatalf("listed = %v, want %v for %s", m.Listed, want, raw)
 		}
 		// The stored form is itself accepted, with the same meaning.

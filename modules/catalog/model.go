@@ -9,6 +9,8 @@ import (
 	"errors"
 	"strings"
 	"time"
+
+	"connsum/modules/httpx"
 )
 
 // Sentinel errors of the catalog.
@@ -60,26 +62,30 @@ func (c *Connector) parse() {
 	if c.streams != nil {
 		return
 	}
-	var m struct {
-		Streams []struct {
-			Name string `json:"name"`
-		} `json:"streams"`
-		Capabilities struct {
-			RefreshPolicy json.RawMessage `json:"refresh_policy"`
-		} `json:"capabilities"`
+	// Keys are matched exactly, as ParseManifest matches them (encoding/json's struct decoding
+	// would also take "Streams" or "CAPABILITIES"). The manifest was validated when stored.
+	c.streams = []string{}
+	o, err := httpx.ParseObject(c.Manifest, "")
+	if err != nil {
+		return
 	}
-	_ = json.Unmarshal(c.Manifest, &m)
-	c.streams = make([]string, 0, len(m.Streams))
-	for _, s := range m.Streams {
-		c.streams = append(c.streams, s.Name)
-	}
-	if len(m.Capabilities.RefreshPolicy) > 0 && string(m.Capabilities.RefreshPolicy) != "null" {
-		c.refreshPolicy = m.Capabilities.RefreshPolicy
-		var p struct {
-			Max float64 `json:"maximum_staleness_seconds"`
+	if streams, _, _ := o.Array("streams"); streams != nil {
+		for _, raw := range streams {
+			if so, err := httpx.ParseObject(raw, ""); err == nil {
+				if name, ok, _ := so.String("name"); ok {
+					c.streams = append(c.streams, name)
+				}
+			}
 		}
-		if json.Unmarshal(c.refreshPolicy, &p) == nil {
-			c.maxStaleness = int64(p.Max)
+	}
+	if caps, ok, _ := o.Object("capabilities"); ok {
+		if rp, ok := caps.Raw("refresh_policy"); ok {
+			if rpo, err := httpx.ParseObject(rp, ""); err == nil {
+				c.refreshPolicy = rp
+				if n, ok, _ := rpo.NonNegativeInt("maximum_staleness_seconds", false); ok {
+					c.maxStaleness = n
+				}
+			}
 		}
 	}
 }

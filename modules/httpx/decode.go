@@ -47,16 +47,100 @@ func ParseObject(raw []byte, path string) (*Object, error) {
 	if !utf8.Valid(raw) {
 		return nil, Invalid(path, "must be valid UTF-8")
 	}
-	var fields map[string]json.RawMessage
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	if err := dec.Decode(&fields); err != nil || fields == nil {
+	if !json.Valid(raw) {
+		// Slow path, only to say what is wrong.
+		var v any
+		err := json.Unmarshal(raw, &v)
+		if err != nil && strings.Contains(err.Error(), "after top-level value") {
+			return nil, Invalid(path, "unexpected data after the JSON object")
+		}
 		return nil, Invalid(path, "must be a JSON object%s", detail(err))
 	}
-	// dec.More reports false before a stray '}' or ']', so look at the rest of the input itself.
-	if len(bytes.TrimSpace(raw[dec.InputOffset():])) > 0 {
-		return nil, Invalid(path, "unexpected data after the JSON object")
+	fields, ok := splitObject(raw)
+	if !ok {
+		return nil, Invalid(path, "must be a JSON object")
 	}
 	return &Object{path: path, fields: fields, seen: map[string]bool{}}, nil
+}
+
+// splitObject cuts a valid JSON text that is an object into its members, without decoding or
+// copying the values (they are read one by one, and many never are). Duplicate keys keep the
+// last value, as encoding/json does. ok is false when the text is not an object.
+func splitObject(raw []byte) (map[string]json.RawMessage, bool) {
+	i := skipSpace(raw, 0)
+	if i >= len(raw) || raw[i] != '{' {
+		return nil, false
+	}
+	fields := map[string]json.RawMessage{}
+	i = skipSpace(raw, i+1)
+	if raw[i] == '}' {
+		return fields, true
+	}
+	for {
+		kend := endOfString(raw, i)
+		var key string
+		if k := raw[i:kend]; bytes.IndexByte(k, '\\') < 0 {
+			key = string(k[1 : len(k)-1])
+		} else if json.Unmarshal(k, &key) != nil {
+			return nil, false
+		}
+		i = skipSpace(raw, skipSpace(raw, kend)+1) // past ':'
+		vend := endOfValue(raw, i)
+		fields[key] = raw[i:vend:vend]
+		i = skipSpace(raw, vend)
+		if raw[i] == '}' {
+			return fields, true
+		}
+		i = skipSpace(raw, i+1) // past ','
+	}
+}
+
+func skipSpace(raw []byte, i int) int {
+	for i < len(raw) && (raw[i] == ' ' || raw[i] == '\t' || raw[i] == '\n' || raw[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// endOfString returns the index after the string that starts at raw[i] == '"'.
+func endOfString(raw []byte, i int) int {
+	for j := i + 1; j < len(raw); j++ {
+		switch raw[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return len(raw)
+}
+
+// endOfValue returns the index after the (valid) value that starts at raw[i].
+func endOfValue(raw []byte, i int) int {
+	switch raw[i] {
+	case '"':
+		return endOfString(raw, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(raw); j++ {
+			switch raw[j] {
+			case '"':
+				j = endOfString(raw, j) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth--; depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return len(raw)
+	}
+	j := i
+	for j < len(raw) && raw[j] != ',' && raw[j] != '}' && raw[j] != ']' && raw[j] != ' ' && raw[j] != '\t' && raw[j] != '\n' && raw[j] != '\r' {
+		j++
+	}
+	return j
 }
 
 func detail(err error) string {
@@ -101,6 +185,9 @@ func (o *Object) String(key string) (string, bool, error) {
 	raw, ok := o.Raw(key)
 	if !ok {
 		return "", false, nil
+	}
+	if len(raw) >= 2 && raw[0] == '"' && bytes.IndexByte(raw, '\\') < 0 {
+		return string(raw[1 : len(raw)-1]), true, nil // valid JSON without escapes: the bytes are the string
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
