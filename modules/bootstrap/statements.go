@@ -42,3 +42,10 @@ func (StatementHook) AfterQuery(ctx context.Context, _ *bun.QueryEvent) {
 
 // Clock gives the current time. Every module takes it explicitly so tests can fix the time.
 type Clock func() time.Time
+
+// TimeFormat is the one stored time form on both engines: UTC with milliseconds, fixed width, so
+// text order is time order.
+const TimeFormat = "2006-01-02T15:04:05.000Z"
+
+// FormatTime renders t in TimeFormat.
+func FormatTime(t time.Time) string { return t.UTC().Format(TimeFormat) }

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
-	"time"
 
 	"connsum/modules/httpx"
 )
@@ -18,12 +17,6 @@ var (
 	ErrNotFound = errors.New("catalog: not found")
 	ErrConflict = errors.New("catalog: conflict")
 )
-
-// TimeFormat is the one stored time form: UTC with milliseconds, so text order is time order.
-const TimeFormat = "2006-01-02T15:04:05.000Z"
-
-// FormatTime renders t in TimeFormat.
-func FormatTime(t time.Time) string { return t.UTC().Format(TimeFormat) }
 
 // Connection statuses and source kinds (SPEC §1.2).
 const (

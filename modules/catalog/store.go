@@ -38,7 +38,7 @@ func NewStore(db bun.IDB, now bootstrap.Clock) *Store {
 func (s *Store) PutConnector(ctx context.Context, id string, m Manifest) (c *Connector, created bool, err error) {
 	put := func(ctx context.Context, tx bun.Tx) error {
 		created = false
-		now := FormatTime(s.now())
+		now := bootstrap.FormatTime(s.now())
 		c = &Connector{ConnectorID: id, DisplayName: m.DisplayName, Version: m.Version, Listed: m.Listed,
 			ProfileKey: m.ProfileKey, Manifest: m.Raw, CreatedAt: now, UpdatedAt: now}
 		var existing Connector
@@ -136,7 +136,7 @@ func (s *Store) CreateConnection(ctx context.Context, in ConnectionInput) (conn 
 		case !errors.Is(err, sql.ErrNoRows):
 			return err
 		}
-		now := FormatTime(s.now())
+		now := bootstrap.FormatTime(s.now())
 		conn = &Connection{ConnectionID: id, ConnectorID: in.ConnectorID, DisplayName: connector.DisplayName,
 			Status: in.Status, SourceKind: in.SourceKind, SourceBindingKey: in.SourceBindingKey, CreatedAt: now, UpdatedAt: now}
 		if in.DisplayName != nil {
@@ -179,7 +179,7 @@ func (s *Store) PatchConnection(ctx context.Context, id string, p ConnectionPatc
 			}
 			return err
 		}
-		now := FormatTime(s.now())
+		now := bootstrap.FormatTime(s.now())
 		if p.DisplayName != nil {
 			conn.DisplayName = *p.DisplayName
 		}

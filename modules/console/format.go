@@ -3,6 +3,8 @@ package console
 import (
 	"fmt"
 	"time"
+
+	"connsum/modules/bootstrap"
 )
 
 // HumanBytes renders a byte count with a binary unit: 0 B, 999 B, 1.5 KiB, 12 MiB.
@@ -47,7 +49,7 @@ func HumanCount(n int64) string {
 // RelativeTime renders how long ago t (stored form) was, relative to now: "just now",
 // "5 min ago", "3 h ago", "2 days ago"; future times read "in …". Unparseable input is returned as is.
 func RelativeTime(stored string, now time.Time) string {
-	t, err := time.Parse("2006-01-02T15:04:05.000Z", stored)
+	t, err := time.Parse(bootstrap.TimeFormat, stored)
 	if err != nil {
 		return stored
 	}
@@ -75,7 +77,7 @@ func RelativeTime(stored string, now time.Time) string {
 
 // ExactTime renders a stored time for the hover title: "2026-11-20 07:01:02 UTC".
 func ExactTime(stored string) string {
-	t, err := time.Parse("2006-01-02T15:04:05.000Z", stored)
+	t, err := time.Parse(bootstrap.TimeFormat, stored)
 	if err != nil {
 		return stored
 	}
@@ -84,8 +86,8 @@ func ExactTime(stored string) string {
 
 // Duration renders the time between two stored times: "4 min 12 s", "38 s".
 func Duration(from, to string) string {
-	a, err1 := time.Parse("2006-01-02T15:04:05.000Z", from)
-	b, err2 := time.Parse("2006-01-02T15:04:05.000Z", to)
+	a, err1 := time.Parse(bootstrap.TimeFormat, from)
+	b, err2 := time.Parse(bootstrap.TimeFormat, to)
 	if err1 != nil || err2 != nil || b.Before(a) {
 		return "—"
 	}

@@ -243,7 +243,7 @@ func load(ctx context.Context, db *bun.DB, specs []connectorSpec, seed int64, pr
 				return st, err
 			}
 			// Spread created_at so the feed order inside a connector is by creation.
-			if _, err := db.NewUpdate().Table("connections").Set("created_at = ?", catalog.FormatTime(base.Add(time.Duration(ni)*time.Minute))).
+			if _, err := db.NewUpdate().Table("connections").Set("created_at = ?", bootstrap.FormatTime(base.Add(time.Duration(ni)*time.Minute))).
 				Where("connection_id = ?", conn.ConnectionID).Exec(ctx); err != nil {
 				return st, err
 			}
@@ -262,7 +262,7 @@ func load(ctx context.Context, db *bun.DB, specs []connectorSpec, seed int64, pr
 			}
 			for _, s := range spec.streams {
 				n := int64(rng.Intn(5000))
-				last := catalog.FormatTime(base.Add(-time.Duration(rng.Intn(72)) * time.Hour))
+				last := bootstrap.FormatTime(base.Add(-time.Duration(rng.Intn(72)) * time.Hour))
 				f := retained.Figures{RecordCount: n, RecordJSONBytes: n * int64(200+rng.Intn(800)),
 					RecordChangesCount: n / 10, RecordChangesJSONBytes: n * 40, BlobCount: int64(rng.Intn(50)),
 					BlobBytes: int64(rng.Intn(20 << 20)), LastRecordAt: &last}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"connsum/modules/bootstrap"
 	"connsum/modules/httpx"
 )
 
@@ -43,7 +44,7 @@ func ParseFigures(raw []byte) (Figures, error) {
 		if y := t.UTC().Year(); y < 1 || y > 9999 {
 			return f, httpx.Invalid("last_record_at", "must be between years 1 and 9999 (in UTC)")
 		}
-		u := t.UTC().Format("2006-01-02T15:04:05.000Z")
+		u := bootstrap.FormatTime(t)
 		f.LastRecordAt = &u
 	}
 	return f, o.RejectUnknown()

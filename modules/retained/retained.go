@@ -88,7 +88,7 @@ func NewStore(db bun.IDB, now bootstrap.Clock) *Store {
 // Put upserts one stream row and recomputes the connection row in the same transaction.
 func (s *Store) Put(ctx context.Context, connectionID, stream string, f Figures) (*StreamRow, error) {
 	row := &StreamRow{ConnectionID: connectionID, Stream: stream, Figures: f, TotalBytesCol: f.TotalBytes(),
-		UpdatedAt: s.now().UTC().Format("2006-01-02T15:04:05.000Z")}
+		UpdatedAt: bootstrap.FormatTime(s.now())}
 	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
 		if err := connectionExists(ctx, tx, connectionID); err != nil {
 			return err
@@ -121,7 +121,7 @@ func (s *Store) Delete(ctx context.Context, connectionID, stream string) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return ErrNotFound
 		}
-		return s.resum(ctx, tx, connectionID, s.now().UTC().Format("2006-01-02T15:04:05.000Z"))
+		return s.resum(ctx, tx, connectionID, bootstrap.FormatTime(s.now()))
 	})
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("retained: delete %s/%s: %w", connectionID, stream, err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"connsum/modules/bootstrap"
 	"connsum/modules/httpx"
 )
 
@@ -81,8 +82,8 @@ func idChar(b byte) bool {
 	return lower(b) || digit(b) || (b >= 'A' && b <= 'Z') || b == '_' || b == '.' || b == ':' || b == '-'
 }
 
-// TimeFormat is the stored time form (UTC, milliseconds).
-const TimeFormat = "2006-01-02T15:04:05.000Z"
+// TimeFormat is the stored time form (bootstrap.TimeFormat).
+const TimeFormat = bootstrap.TimeFormat
 
 // Event is one validated spine event with the fields the fold needs extracted at write time,
 // so reads never parse `data` except for terminal events.
