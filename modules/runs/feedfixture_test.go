@@ -2,7 +2,6 @@ package runs_test
 
 import (
 	"context"
-	"encoding/json"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"connsum/modules/bootstrap"
 	"connsum/modules/catalog"
 	"connsum/modules/runs"
+	"connsum/modules/runs/runstest"
 )
 
 // feedT0 is the base time of every fixture; runs are placed relative to it.
@@ -43,19 +43,14 @@ type feedFixture struct {
 func newFeedFixture(t *testing.T, db *bun.DB) *feedFixture {
 	t.Helper()
 	clk := &feedClock{t: feedT0.Add(24 * time.Hour)}
+	rm := runs.NewReadModel(db, runs.Options{}, clk.Now)
 	return &feedFixture{t: t, ctx: context.Background(), db: db, clock: clk,
-		cat: catalog.NewStore(db, clk.Now).WithHook(runs.NewReadModel(db, runs.Options{}, clk.Now)), ing: runs.NewIngester(db, clk.Now, runs.NewReadModel(db, runs.Options{}, clk.Now))}
+		cat: catalog.NewStore(db, clk.Now).WithHook(rm), ing: runs.NewIngester(db, clk.Now, rm)}
 }
 
 func (f *feedFixture) connector(id, manifest string) {
 	f.t.Helper()
-	m, err := catalog.ParseManifest([]byte(manifest))
-	if err != nil {
-		f.t.Fatalf("manifest %s: %v", id, err)
-	}
-	if _, _, err := f.cat.PutConnector(f.ctx, id, m); err != nil {
-		f.t.Fatalf("put connector %s: %v", id, err)
-	}
+	runstest.PutConnector(f.t, f.ctx, f.cat, id, manifest)
 }
 
 func (f *feedFixture) connection(connectorID, id, status string) {
@@ -69,25 +64,7 @@ func (f *feedFixture) connection(connectorID, id, status string) {
 
 func (f *feedFixture) add(evs ...feedEv) {
 	f.t.Helper()
-	parsed := make([]*runs.Event, 0, len(evs))
-	for _, e := range evs {
-		raw, err := json.Marshal(e)
-		if err != nil {
-			f.t.Fatal(err)
-		}
-		p, err := runs.ParseEvent(raw, "x")
-		if err != nil {
-			f.t.Fatalf("parse %s: %v", raw, err)
-		}
-		parsed = append(parsed, p)
-	}
-	for len(parsed) > 0 {
-		n := min(len(parsed), 1000)
-		if _, err := f.ing.Append(f.ctx, parsed[:n]); err != nil {
-			f.t.Fatalf("append: %v", err)
-		}
-		parsed = parsed[n:]
-	}
+	runstest.Append(f.t, f.ctx, f.ing, evs...)
 }
 
 // entries returns the visible entries by connection id, plus any extra (e.g. draft) ones asked for.

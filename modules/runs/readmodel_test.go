@@ -13,6 +13,7 @@ import (
 	"connsum/modules/bootstrap/dbtest"
 	"connsum/modules/catalog"
 	"connsum/modules/runs"
+	"connsum/modules/runs/runstest"
 )
 
 // rmWorld is a randomly generated owner: connectors, siblings, draft shells, connections created
@@ -134,16 +135,7 @@ func (w *rmWorld) run() {
 
 func parseAll(t *testing.T, evs []map[string]any) []*runs.Event {
 	t.Helper()
-	out := make([]*runs.Event, len(evs))
-	for i, e := range evs {
-		raw, _ := json.Marshal(e)
-		p, err := runs.ParseEvent(raw, "x")
-		if err != nil {
-			t.Fatalf("%s: %v", raw, err)
-		}
-		out[i] = p
-	}
-	return out
+	return runstest.Parse(t, evs...)
 }
 
 // allEntries lists every connection (drafts included) with its connector.

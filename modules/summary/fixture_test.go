@@ -12,6 +12,7 @@ import (
 	"connsum/modules/catalog"
 	"connsum/modules/retained"
 	"connsum/modules/runs"
+	"connsum/modules/runs/runstest"
 	"connsum/modules/summary"
 )
 
@@ -49,19 +50,14 @@ type sumFixture struct {
 func newSumFixture(t *testing.T, db *bun.DB) *sumFixture {
 	t.Helper()
 	clk := newSumClock(sumT0.Add(-24 * time.Hour))
+	rm := runs.NewReadModel(db, runs.Options{}, clk.Now)
 	return &sumFixture{t: t, ctx: context.Background(), db: db, clock: clk,
-		cat: catalog.NewStore(db, clk.Now).WithHook(runs.NewReadModel(db, runs.Options{}, clk.Now)), ing: runs.NewIngester(db, clk.Now, runs.NewReadModel(db, runs.Options{}, clk.Now)), ret: retained.NewStore(db, clk.Now)}
+		cat: catalog.NewStore(db, clk.Now).WithHook(rm), ing: runs.NewIngester(db, clk.Now, rm), ret: retained.NewStore(db, clk.Now)}
 }
 
 func (f *sumFixture) connector(id, manifest string) {
 	f.t.Helper()
-	m, err := catalog.ParseManifest([]byte(manifest))
-	if err != nil {
-		f.t.Fatalf("manifest %s: %v", id, err)
-	}
-	if _, _, err := f.cat.PutConnector(f.ctx, id, m); err != nil {
-		f.t.Fatalf("put connector %s: %v", id, err)
-	}
+	runstest.PutConnector(f.t, f.ctx, f.cat, id, manifest)
 }
 
 // connection creates a connection now and moves the clock on by a second, so creation order is
@@ -87,25 +83,7 @@ func (f *sumFixture) retained(connectionID, stream string, records, jsonBytes, b
 
 func (f *sumFixture) add(evs ...sumEv) {
 	f.t.Helper()
-	parsed := make([]*runs.Event, 0, len(evs))
-	for _, e := range evs {
-		raw, err := json.Marshal(e)
-		if err != nil {
-			f.t.Fatal(err)
-		}
-		p, err := runs.ParseEvent(raw, "x")
-		if err != nil {
-			f.t.Fatalf("parse %s: %v", raw, err)
-		}
-		parsed = append(parsed, p)
-	}
-	for len(parsed) > 0 {
-		n := min(len(parsed), 1000)
-		if _, err := f.ing.Append(f.ctx, parsed[:n]); err != nil {
-			f.t.Fatalf("append: %v", err)
-		}
-		parsed = parsed[n:]
-	}
+	runstest.Append(f.t, f.ctx, f.ing, evs...)
 }
 
 // projector builds the deep/scoped/overview projector over the stores, with the retained

@@ -1,0 +1,55 @@
+// Package runstest lets the feed's tests seed connectors and spine events through the real
+// stores, the one way the runs and summary tests share.
+package runstest
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"connsum/modules/catalog"
+	"connsum/modules/runs"
+)
+
+// Parse validates events written as client JSON objects, failing the test on a bad one.
+func Parse[E ~map[string]any](t testing.TB, evs ...E) []*runs.Event {
+	t.Helper()
+	out := make([]*runs.Event, 0, len(evs))
+	for _, e := range evs {
+		raw, err := json.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := runs.ParseEvent(raw, "x")
+		if err != nil {
+			t.Fatalf("parse %s: %v", raw, err)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// Append parses events and appends them in batches of at most 1000.
+func Append[E ~map[string]any](t testing.TB, ctx context.Context, ing *runs.Ingester, evs ...E) {
+	t.Helper()
+	parsed := Parse(t, evs...)
+	for len(parsed) > 0 {
+		n := min(len(parsed), 1000)
+		if _, err := ing.Append(ctx, parsed[:n]); err != nil {
+			t.Fatalf("append: %v", err)
+		}
+		parsed = parsed[n:]
+	}
+}
+
+// PutConnector stores a connector from its manifest JSON.
+func PutConnector(t testing.TB, ctx context.Context, cat *catalog.Store, id, manifest string) {
+	t.Helper()
+	m, err := catalog.ParseManifest([]byte(manifest))
+	if err != nil {
+		t.Fatalf("manifest %s: %v", id, err)
+	}
+	if _, _, err := cat.PutConnector(ctx, id, m); err != nil {
+		t.Fatalf("put connector %s: %v", id, err)
+	}
+}
