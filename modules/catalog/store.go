@@ -59,12 +59,10 @@ func (s *Store) PutConnector(ctx context.Context, id string, m Manifest) (c *Con
 		}
 		return nil
 	}
-	if err = s.db.RunInTx(ctx, nil, put); bootstrap.IsUniqueViolation(err) {
-		// Two first PUTs of one id raced (PostgreSQL, read committed): the winner's row is
-		// committed now, so the loser runs again as a replace instead of failing.
-		err = s.db.RunInTx(ctx, nil, put)
-	}
-	if err != nil {
+	// Serialized with ingest and connection creates: a profile-key change re-attributes the
+	// connector's runs, which must not interleave with an append attributing new runs by the old
+	// key. Two first PUTs of one id then also see each other (the second replaces).
+	if err = bootstrap.RunSerialized(ctx, s.db, put); err != nil {
 		return nil, false, fmt.Errorf("catalog: put connector %s: %w", id, err)
 	}
 	return c, created, nil
@@ -154,12 +152,10 @@ func (s *Store) CreateConnection(ctx context.Context, in ConnectionInput) (conn 
 		}
 		return nil
 	}
-	if err = s.db.RunInTx(ctx, nil, create); bootstrap.IsUniqueViolation(err) {
-		// Two creates of one source raced (PostgreSQL, read committed): run again, which now
-		// finds the winner's row and returns it (or reports the conflict it really is).
-		err = s.db.RunInTx(ctx, nil, create)
-	}
-	if err != nil {
+	// Serialized with ingest: the create attributes the runs already stored for the new
+	// connection, and an append running at the same time must see the connection or have its runs
+	// seen by the create — never neither. Two creates of one source then also see each other.
+	if err = bootstrap.RunSerialized(ctx, s.db, create); err != nil {
 		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrConflict) {
 			return nil, false, err
 		}
@@ -172,8 +168,10 @@ func (s *Store) CreateConnection(ctx context.Context, in ConnectionInput) (conn 
 // the status becomes revoked and cleared when it leaves revoked.
 func (s *Store) PatchConnection(ctx context.Context, id string, p ConnectionPatch) (*Connection, error) {
 	conn := new(Connection)
-	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		if err := tx.NewSelect().Model(conn).Where("connection_id = ?", id).Scan(ctx); err != nil {
+	// A read-modify-write of one row: the row lock makes concurrent PATCHes apply one after the
+	// other instead of the later one writing back the status the earlier one replaced.
+	err := bootstrap.RunInTx(ctx, s.db, func(ctx context.Context, tx bun.Tx) error {
+		if err := bootstrap.LockRows(tx.NewSelect().Model(conn).Where("connection_id = ?", id)).Scan(ctx); err != nil {
 			if errors.Is(err, sql.ErrNoRows) {
 				return ErrNotFound
 			}

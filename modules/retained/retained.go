@@ -4,7 +4,6 @@ package retained
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"time"
@@ -89,8 +88,8 @@ func NewStore(db bun.IDB, now bootstrap.Clock) *Store {
 func (s *Store) Put(ctx context.Context, connectionID, stream string, f Figures) (*StreamRow, error) {
 	row := &StreamRow{ConnectionID: connectionID, Stream: stream, Figures: f, TotalBytesCol: f.TotalBytes(),
 		UpdatedAt: bootstrap.FormatTime(s.now())}
-	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
-		if err := connectionExists(ctx, tx, connectionID); err != nil {
+	err := bootstrap.RunInTx(ctx, s.db, func(ctx context.Context, tx bun.Tx) error {
+		if err := lockConnection(ctx, tx, connectionID); err != nil {
 			return err
 		}
 		if _, err := tx.NewInsert().Model(row).On("CONFLICT (connection_id, stream) DO UPDATE").
@@ -113,7 +112,10 @@ func (s *Store) Put(ctx context.Context, connectionID, stream string, f Figures)
 
 // Delete removes one stream row and recomputes the connection row (removed with its last stream).
 func (s *Store) Delete(ctx context.Context, connectionID, stream string) error {
-	err := s.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+	err := bootstrap.RunInTx(ctx, s.db, func(ctx context.Context, tx bun.Tx) error {
+		if err := lockConnection(ctx, tx, connectionID); err != nil {
+			return err
+		}
 		res, err := tx.NewDelete().Model((*StreamRow)(nil)).Where("connection_id = ? AND stream = ?", connectionID, stream).Exec(ctx)
 		if err != nil {
 			return err
@@ -129,27 +131,43 @@ func (s *Store) Delete(ctx context.Context, connectionID, stream string) error {
 	return err
 }
 
-func connectionExists(ctx context.Context, tx bun.Tx, id string) error {
-	var one int
-	err := tx.NewSelect().Table("connections").ColumnExpr("1").Where("connection_id = ?", id).Scan(ctx, &one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return ErrNotFound
-	}
-	return err
-}
-
-// resum rewrites the connection row as the sums over its stream rows: one statement to clear,
-// one to insert the aggregate (nothing when no stream is left).
-func (s *Store) resum(ctx context.Context, tx bun.Tx, id, now string) error {
-	if _, err := tx.NewDelete().Model((*ConnectionRow)(nil)).Where("connection_id = ?", id).Exec(ctx); err != nil {
+// lockConnection locks the connection's row for the transaction, so that writes of its streams
+// run one after the other and each sum sees every stream committed before it (under READ
+// COMMITTED two concurrent writers would each sum without the other's stream). ErrNotFound when
+// the connection does not exist.
+func lockConnection(ctx context.Context, tx bun.Tx, id string) error {
+	var got []string
+	if err := bootstrap.LockRows(tx.NewSelect().Table("connections").Column("connection_id").Where("connection_id = ?", id)).
+		Scan(ctx, &got); err != nil {
 		return err
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO retained_connections (connection_id, stream_count, record_count,
+	if len(got) == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// resum brings the connection row in step with its stream rows: the sums upserted in place (one
+// statement), or the row deleted when no stream is left.
+func (s *Store) resum(ctx context.Context, tx bun.Tx, id, now string) error {
+	res, err := tx.ExecContext(ctx, `INSERT INTO retained_connections (connection_id, stream_count, record_count,
 		record_json_bytes, record_changes_count, record_changes_json_bytes, blob_count, blob_bytes, total_bytes,
 		last_record_at, updated_at)
 		SELECT connection_id, count(*), sum(record_count), sum(record_json_bytes), sum(record_changes_count),
 			sum(record_changes_json_bytes), sum(blob_count), sum(blob_bytes), sum(total_bytes), max(last_record_at), ?
-		FROM retained_streams WHERE connection_id = ? GROUP BY connection_id`, now, id)
+		FROM retained_streams WHERE connection_id = ? GROUP BY connection_id
+		ON CONFLICT (connection_id) DO UPDATE SET stream_count = EXCLUDED.stream_count,
+			record_count = EXCLUDED.record_count, record_json_bytes = EXCLUDED.record_json_bytes,
+			record_changes_count = EXCLUDED.record_changes_count, record_changes_json_bytes = EXCLUDED.record_changes_json_bytes,
+			blob_count = EXCLUDED.blob_count, blob_bytes = EXCLUDED.blob_bytes, total_bytes = EXCLUDED.total_bytes,
+			last_record_at = EXCLUDED.last_record_at, updated_at = EXCLUDED.updated_at`, now, id)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n > 0 {
+		return nil
+	}
+	_, err = tx.NewDelete().Model((*ConnectionRow)(nil)).Where("connection_id = ?", id).Exec(ctx)
 	return err
 }
 

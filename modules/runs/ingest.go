@@ -35,10 +35,6 @@ type IngestResult struct {
 	LastEventSeq int64 `json:"last_event_seq"`
 }
 
-// ingestLockKey serialises PostgreSQL appends so event_seq order is commit order: a reader
-// that has seen seq N has seen every event below N.
-const ingestLockKey = 7780_0002
-
 // AppendHook sees every stored batch inside the appending transaction (the read model).
 type AppendHook interface {
 	Apply(ctx context.Context, tx bun.IDB, events []*Event) error
@@ -62,13 +58,11 @@ func NewIngester(db *bun.DB, now bootstrap.Clock, hook AppendHook) *Ingester {
 // of the connection they name.
 func (in *Ingester) Append(ctx context.Context, events []*Event) (IngestResult, error) {
 	var res IngestResult
-	err := in.db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+	// Serialized: event_seq order is then commit order (a reader that has seen seq N has seen
+	// every event below N, which the read model's merge relies on), and attribution sees every
+	// connection and profile key committed before it (bootstrap/tx.go).
+	err := bootstrap.RunSerialized(ctx, in.db, func(ctx context.Context, tx bun.Tx) error {
 		res = IngestResult{}
-		if bootstrap.DialectOf(tx) == bootstrap.Postgres {
-			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(?)", ingestLockKey); err != nil {
-				return err
-			}
-		}
 		fresh, err := in.dedupe(ctx, tx, events, &res)
 		if err != nil {
 			return err

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"connsum/modules/bootstrap"
 	"connsum/modules/catalog"
@@ -155,9 +157,9 @@ func (m *ReadModel) update(ctx context.Context, tx bun.IDB, touched map[string]m
 			if err != nil {
 				return err
 			}
-			var stored []RunRow
-			if err := tx.NewSelect().Model(&stored).Where("connector_id = ? AND run_id IN (?)", connector, bun.In(chunk)).Scan(ctx); err != nil {
-				return fmt.Errorf("runs: read model stored rows: %w", err)
+			stored, err := storedRuns(ctx, tx, connector, chunk)
+			if err != nil {
+				return err
 			}
 			old := make(map[string]*RunRow, len(stored))
 			for i := range stored {
@@ -218,15 +220,64 @@ func keys(m map[string]bool) []string {
 	return out
 }
 
+// runKeys is a row source `k(column1, column2)` of (connector id, run id) pairs to join on.
+// Lookups by run join it on the full key of their index, so the planner takes a parameterized
+// primary-key (or run-summary index) probe per pair whatever the statistics say: with a plain
+// `connector_id = ? AND run_id IN (…)` and stale statistics PostgreSQL walked a connector's whole
+// history through another index (measured: 186 600 rows filtered, 87 ms instead of 1.6 ms).
+// PostgreSQL gets two arrays through unnest (short SQL text for any count); SQLite a VALUES list.
+func runKeys(db bun.IDB, pairs [][2]string) (string, []any) {
+	if bootstrap.DialectOf(db) == bootstrap.Postgres {
+		a, b := make([]string, len(pairs)), make([]string, len(pairs))
+		for i, p := range pairs {
+			a[i], b[i] = p[0], p[1]
+		}
+		return "unnest(?::text[], ?::text[]) AS k(column1, column2)", []any{pgdialect.Array(a), pgdialect.Array(b)}
+	}
+	var sb strings.Builder
+	args := make([]any, 0, 2*len(pairs))
+	sb.WriteString("(VALUES ")
+	for i, p := range pairs {
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		sb.WriteString("(?, ?)")
+		args = append(args, p[0], p[1])
+	}
+	sb.WriteString(") AS k")
+	return sb.String(), args
+}
+
+// pairsOf pairs every run id with its connector.
+func pairsOf(connector string, runIDs []string) [][2]string {
+	out := make([][2]string, len(runIDs))
+	for i, id := range runIDs {
+		out[i] = [2]string{connector, id}
+	}
+	return out
+}
+
+// storedRuns loads the stored rows of the given runs of one connector.
+func storedRuns(ctx context.Context, db bun.IDB, connector string, runIDs []string) ([]RunRow, error) {
+	src, args := runKeys(db, pairsOf(connector, runIDs))
+	var rows []RunRow
+	if err := db.NewSelect().Model(&rows).ModelTableExpr(src+" JOIN run_summaries AS run_row ON run_row.connector_id = k.column1 AND run_row.run_id = k.column2", args...).
+		Scan(ctx); err != nil {
+		return nil, fmt.Errorf("runs: read model stored rows: %w", err)
+	}
+	return rows, nil
+}
+
 // runEvents loads the events of the given runs of one connector from the log, grouped by run.
 func runEvents(ctx context.Context, db bun.IDB, connector string, runIDs []string) (map[string][]EventRow, error) {
+	src, args := runKeys(db, pairsOf(connector, runIDs))
 	var evs []EventRow
-	if err := db.NewSelect().Table("spine_events").
-		Column("run_id", "event_seq", "event_type", "occurred_at", "status", "connection_ref", "failure_reason",
-			"bs_present", "bs_status", "bs_wait_reason", "bs_profile_key").
-		ColumnExpr("CASE WHEN event_type IN (?) THEN data END AS data", bun.In(terminalTypeList)).
-		Where("source_kind = 'connector' AND source_id = ? AND run_id IN (?)", connector, bun.In(runIDs)).
-		OrderExpr("run_id, event_seq").Scan(ctx, &evs); err != nil {
+	if err := db.NewSelect().TableExpr(src+" JOIN spine_events AS e ON e.source_kind = 'connector' AND e.source_id = k.column1 AND e.run_id = k.column2", args...).
+		ColumnExpr("e.run_id, e.event_seq, e.event_type, e.occurred_at, e.status, e.connection_ref, e.failure_reason").
+		ColumnExpr("e.bs_present, e.bs_status, e.bs_wait_reason, e.bs_profile_key").
+		ColumnExpr("CASE WHEN e.event_type IN (?) THEN e.data END AS data", bun.In(terminalTypeList)).
+		Where("e.run_id IS NOT NULL").
+		OrderExpr("e.run_id, e.event_seq").Scan(ctx, &evs); err != nil {
 		return nil, fmt.Errorf("runs: read model load runs of %s: %w", connector, err)
 	}
 	out := map[string][]EventRow{}
@@ -355,15 +406,15 @@ func (t *targets) attribute(connector string, r *RunRow) *string {
 	return nil
 }
 
-// recomputeHeads rewrites the heads of the given connections from their attributed runs, two
-// index seeks per connection inside one statement.
+// recomputeHeads brings the heads of the given connections in step with their attributed runs:
+// each head upserted in place (two index seeks per connection inside one statement, and no write
+// at all when it did not change), and the head of a connection left without runs removed. Heads
+// are never deleted and re-inserted, so concurrent writers never race on their key and a busy
+// head does not leave a dead row per batch.
 func recomputeHeads(ctx context.Context, tx bun.IDB, ids []string) error {
 	for len(ids) > 0 {
 		chunk := ids[:min(len(ids), 500)]
 		ids = ids[len(chunk):]
-		if _, err := tx.NewDelete().Table("run_heads").Where("connection_id IN (?)", bun.In(chunk)).Exec(ctx); err != nil {
-			return fmt.Errorf("runs: read model heads: %w", err)
-		}
 		if _, err := tx.NewRaw(`INSERT INTO run_heads (connection_id, connector_id, last_run_id, last_success_run_id)
 			SELECT c.connection_id, c.connector_id,
 				(SELECT r.run_id FROM run_summaries r WHERE r.connection_id = c.connection_id
@@ -371,40 +422,85 @@ func recomputeHeads(ctx context.Context, tx bun.IDB, ids []string) error {
 				(SELECT r.run_id FROM run_summaries r WHERE r.connection_id = c.connection_id AND r.status_key = ?
 					ORDER BY r.last_at DESC, r.run_id DESC LIMIT 1)
 			FROM connections c WHERE c.connection_id IN (?)
-				AND EXISTS (SELECT 1 FROM run_summaries r WHERE r.connection_id = c.connection_id)`, StatusSucceeded, bun.In(chunk)).Exec(ctx); err != nil {
+				AND EXISTS (SELECT 1 FROM run_summaries r WHERE r.connection_id = c.connection_id)
+			ON CONFLICT (connection_id) DO UPDATE SET last_run_id = EXCLUDED.last_run_id,
+				last_success_run_id = EXCLUDED.last_success_run_id
+			WHERE run_heads.last_run_id IS DISTINCT FROM EXCLUDED.last_run_id
+				OR run_heads.last_success_run_id IS DISTINCT FROM EXCLUDED.last_success_run_id`,
+			StatusSucceeded, bun.In(chunk)).Exec(ctx); err != nil {
+			return fmt.Errorf("runs: read model heads: %w", err)
+		}
+		if _, err := tx.NewDelete().Table("run_heads").Where("connection_id IN (?)", bun.In(chunk)).
+			Where("NOT EXISTS (SELECT 1 FROM run_summaries r WHERE r.connection_id = run_heads.connection_id)").Exec(ctx); err != nil {
 			return fmt.Errorf("runs: read model heads: %w", err)
 		}
 	}
 	return nil
 }
 
-// ConnectionCreated attributes the runs stored before their connection existed (bounded: only
-// that connector's unattributed runs carrying the new connection's key or id) and builds its head.
-// It runs in the creating transaction (catalog.WriteHook).
+// ConnectionCreated attributes the runs stored before their connection existed and builds its
+// head, in the creating transaction (catalog.WriteHook). Only that connector's unattributed runs
+// that carry the new connection's expected key or id are read; the attribution rule decides.
 func (m *ReadModel) ConnectionCreated(ctx context.Context, tx bun.Tx, conn *catalog.Connection, connector *catalog.Connector) error {
 	key := catalog.ExpectedProfileKey(conn, connector)
-	if _, err := tx.NewUpdate().Table("run_summaries").Set("connection_id = ?", conn.ConnectionID).
-		Where("connector_id = ? AND connection_id IS NULL", conn.ConnectorID).
-		Where("(profile_key = ? OR ((profile_key IS NULL OR profile_key = '') AND connection_ref = ?))", key, conn.ConnectionID).
-		Exec(ctx); err != nil {
+	var rows []RunRow
+	if err := tx.NewSelect().Model(&rows).Where("connector_id = ? AND connection_id IS NULL", conn.ConnectorID).
+		Where("(profile_key = ? OR connection_ref = ?)", key, conn.ConnectionID).Scan(ctx); err != nil {
 		return fmt.Errorf("runs: attribute runs of %s: %w", conn.ConnectionID, err)
 	}
-	return recomputeHeads(ctx, tx, []string{conn.ConnectionID})
+	return reattribute(ctx, tx, conn.ConnectorID, rows)
 }
 
 // ProfileKeyChanged re-attributes every run of a connector whose browser profile key changed:
-// every expected key of its connections changed with it. Work is bounded by that connector's runs,
-// and happens only on this rare manifest change.
+// every expected key of its connections changed with it. Only attributions change (no event is
+// read again); the work is bounded by that connector's runs and happens on this rare manifest
+// change only.
 func (m *ReadModel) ProfileKeyChanged(ctx context.Context, tx bun.Tx, connectorID string) error {
-	var ids []string
-	if err := tx.NewSelect().Table("run_summaries").Column("run_id").Where("connector_id = ?", connectorID).Scan(ctx, &ids); err != nil {
+	var rows []RunRow
+	if err := tx.NewSelect().Model(&rows).Where("connector_id = ?", connectorID).Scan(ctx); err != nil {
+		return fmt.Errorf("runs: re-attribute runs of %s: %w", connectorID, err)
+	}
+	return reattribute(ctx, tx, connectorID, rows)
+}
+
+// reattribute applies the attribution rule to stored rows of one connector with the current
+// connections, writes the rows whose connection changed and recomputes the heads of the
+// connections they left and joined.
+func reattribute(ctx context.Context, tx bun.IDB, connector string, rows []RunRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	t, err := loadTargets(ctx, tx, []string{connector})
+	if err != nil {
 		return err
 	}
-	set := map[string]bool{}
-	for _, id := range ids {
-		set[id] = true
+	affected := map[string]bool{}
+	var changed []*RunRow
+	for i := range rows {
+		r := &rows[i]
+		to := t.attribute(connector, r)
+		if deref(to) == deref(r.ConnectionID) {
+			continue
+		}
+		for _, id := range []*string{r.ConnectionID, to} {
+			if id != nil {
+				affected[*id] = true
+			}
+		}
+		r.ConnectionID = to
+		changed = append(changed, r)
 	}
-	return m.refold(ctx, tx, map[string]map[string]bool{connectorID: set})
+	if err := upsertRuns(ctx, tx, changed); err != nil {
+		return err
+	}
+	return recomputeHeads(ctx, tx, keys(affected))
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 // AppliedSeq returns the last event_seq the model has applied.

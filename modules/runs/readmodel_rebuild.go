@@ -9,6 +9,8 @@ import (
 	"sort"
 
 	"github.com/uptrace/bun"
+
+	"connsum/modules/bootstrap"
 )
 
 // CatchUp applies the spine events the model has not seen (stored while the service ran with
@@ -29,7 +31,7 @@ func (m *ReadModel) CatchUp(ctx context.Context, db *bun.DB) (int64, error) {
 	const window = 50000
 	for from := applied; from < maxSeq.Int64; from += window {
 		to := min(from+window, maxSeq.Int64)
-		err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		err := bootstrap.RunSerialized(ctx, db, func(ctx context.Context, tx bun.Tx) error {
 			var keys []struct {
 				SourceID string `bun:"source_id"`
 				RunID    string `bun:"run_id"`
@@ -113,7 +115,7 @@ func (m *ReadModel) Rebuild(ctx context.Context, db *bun.DB, progress io.Writer)
 			byConnector[k.SourceID] = append(byConnector[k.SourceID], k.RunID)
 		}
 		last := keys[len(keys)-1]
-		err := db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+		err := bootstrap.RunSerialized(ctx, db, func(ctx context.Context, tx bun.Tx) error {
 			for connector, ids := range byConnector {
 				if err := m.rebuildRuns(ctx, tx, connector, ids, rep); err != nil {
 					return err
@@ -136,7 +138,7 @@ func (m *ReadModel) Rebuild(ctx context.Context, db *bun.DB, progress io.Writer)
 	if progress != nil {
 		fmt.Fprintln(progress)
 	}
-	err = db.RunInTx(ctx, nil, func(ctx context.Context, tx bun.Tx) error {
+	err = bootstrap.RunSerialized(ctx, db, func(ctx context.Context, tx bun.Tx) error {
 		res, err := tx.NewRaw(`DELETE FROM run_summaries WHERE NOT EXISTS (SELECT 1 FROM spine_events e
 			WHERE e.source_kind = 'connector' AND e.source_id = run_summaries.connector_id AND e.run_id = run_summaries.run_id)`).Exec(ctx)
 		if err != nil {
@@ -150,9 +152,6 @@ func (m *ReadModel) Rebuild(ctx context.Context, db *bun.DB, progress io.Writer)
 		}
 		var ids []string
 		if err := tx.NewSelect().Table("connections").Column("connection_id").Scan(ctx, &ids); err != nil {
-			return err
-		}
-		if _, err := tx.NewDelete().Table("run_heads").Where("TRUE").Exec(ctx); err != nil {
 			return err
 		}
 		if err := recomputeHeads(ctx, tx, ids); err != nil {
@@ -206,8 +205,8 @@ func (m *ReadModel) rebuildRuns(ctx context.Context, tx bun.Tx, connector string
 	if err != nil {
 		return err
 	}
-	var stored []RunRow
-	if err := tx.NewSelect().Model(&stored).Where("connector_id = ? AND run_id IN (?)", connector, bun.In(ids)).Scan(ctx); err != nil {
+	stored, err := storedRuns(ctx, tx, connector, ids)
+	if err != nil {
 		return err
 	}
 	old := map[string]*RunRow{}

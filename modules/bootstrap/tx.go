@@ -1,0 +1,79 @@
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/uptrace/bun"
+)
+
+// The write concurrency design (README "Concurrency"): every write that can change which
+// connection a run belongs to — spine appends, connection creates, connector PUTs, and the
+// read-model catch-up and rebuild — runs in a Serialized transaction. On PostgreSQL that
+// transaction first takes one transaction-level advisory lock, the attribution lock; under READ
+// COMMITTED each later statement takes its snapshot after the lock was granted, so it sees every
+// write of the previous holder, which committed before releasing the lock. On SQLite every write
+// transaction is BEGIN IMMEDIATE (see sqliteDSN): the database's one write lock already serialises
+// them the same way. Writes that touch one row family only (a connection PATCH, retained figures)
+// lock that connection's row instead (LockRows), so they never wait for ingest.
+
+// attributionLockKey is the PostgreSQL advisory lock that serialises attribution writes. It was
+// the ingest lock before connection and connector writes took it too, and keeps its value so that
+// replicas of different versions still exclude each other during a rolling deploy.
+const attributionLockKey = 7780_0002
+
+// txAttempts bounds how often a transaction that lost a serialization or deadlock race is run.
+const txAttempts = 6
+
+// RunInTx runs fn in a transaction and runs it again (up to txAttempts times, with jittered
+// exponential backoff) when PostgreSQL aborted it for a serialization failure or a deadlock. fn
+// must be safe to run again: it may only change state through tx.
+func RunInTx(ctx context.Context, db bun.IDB, fn func(ctx context.Context, tx bun.Tx) error) error {
+	backoff := 2 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := db.RunInTx(ctx, nil, fn)
+		if err == nil || !IsRetryable(err) || attempt == txAttempts {
+			return err
+		}
+		wait := backoff + rand.N(backoff)
+		backoff *= 2
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
+}
+
+// RunSerialized is RunInTx holding the attribution lock for the whole transaction.
+func RunSerialized(ctx context.Context, db bun.IDB, fn func(ctx context.Context, tx bun.Tx) error) error {
+	return RunInTx(ctx, db, func(ctx context.Context, tx bun.Tx) error {
+		if DialectOf(tx) == Postgres {
+			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(?)", attributionLockKey); err != nil {
+				return err
+			}
+		}
+		return fn(ctx, tx)
+	})
+}
+
+// LockRows makes q lock the rows it reads until the transaction ends. FOR NO KEY UPDATE
+// excludes other writers of those rows (a read-modify-write, the sums of a connection's retained
+// streams) but not the key-share locks of foreign-key checks, so inserts that reference the rows
+// do not wait. SQLite transactions are exclusive already.
+func LockRows(q *bun.SelectQuery) *bun.SelectQuery {
+	if DialectOf(q.DB()) == Postgres {
+		return q.For("NO KEY UPDATE")
+	}
+	return q
+}
+
+// IsRetryable reports whether err is PostgreSQL aborting a transaction so that it can be run
+// again: a serialization failure (40001) or a detected deadlock (40P01).
+func IsRetryable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
+}
