@@ -104,15 +104,26 @@ type Entry struct {
 
 // ExpectedProfileKey computes the browser profile key that a connection's runs must carry
 // (SPEC §1.3). It is derived, never stored, so a manifest change applies at once.
-func ExpectedProfileKey(conn *Connection, conn2 *Connector) string {
-	base := conn.ConnectorID
-	if conn2 != nil && conn2.ProfileKey != nil && strings.TrimSpace(*conn2.ProfileKey) != "" {
-		base = strings.TrimSpace(*conn2.ProfileKey)
+func ExpectedProfileKey(conn *Connection, connector *Connector) string {
+	var manifestKey *string
+	if connector != nil {
+		manifestKey = connector.ProfileKey
 	}
-	if conn.ConnectionID == conn.ConnectorID {
+	return ProfileKeyFor(conn.ConnectorID, conn.ConnectionID, manifestKey)
+}
+
+// ProfileKeyFor is the rule of SPEC §1.3 on the values it needs: the trimmed manifest profile key
+// when non-empty, else the connector id; then ":" and the connection id, except for a legacy
+// connection whose id is the connector id.
+func ProfileKeyFor(connectorID, connectionID string, manifestKey *string) string {
+	base := connectorID
+	if manifestKey != nil && strings.TrimSpace(*manifestKey) != "" {
+		base = strings.TrimSpace(*manifestKey)
+	}
+	if connectionID == connectorID {
 		return base
 	}
-	return base + ":" + conn.ConnectionID
+	return base + ":" + connectionID
 }
 
 // DerivedConnectionID is the id given to a connection created without one (SPEC §1.2).

@@ -38,6 +38,10 @@ type Request struct {
 	// History asks for up to this many of each connection's runs in ConnectionEvidence.Runs
 	// (deep reads). The spine pipeline always lists the runs of the pages it read.
 	History int
+	// Status, when set, restricts ConnectionEvidence.Runs to runs of that derived status, chosen
+	// before any limit (SPEC §4.3): the spine lists the connector's (connector, Status) page, the
+	// read model filters in its query. LastRun and LastSuccessfulRun are unaffected.
+	Status string
 }
 
 // Evidence is the run-evidence port: the spine fold with per-projection page reuse, and later
@@ -59,7 +63,8 @@ func (e *SpineEvidence) Kind() string { return "deep" }
 
 // For implements Evidence. Each connection reads its connector's unfiltered page; only when that
 // page holds no matching success and does not cover the whole history does it read the
-// connector's `succeeded` page. So a deep list reads at most two pages per connector.
+// connector's `succeeded` page. So a deep list reads at most two pages per connector. A request
+// filtered by status also reads the (connector, status) page its Runs come from.
 func (e *SpineEvidence) For(ctx context.Context, req Request) (map[string]*ConnectionEvidence, error) {
 	reader := NewPageReader(e.src)
 	out := make(map[string]*ConnectionEvidence, len(req.Entries))
@@ -76,7 +81,7 @@ func (e *SpineEvidence) For(ctx context.Context, req Request) (map[string]*Conne
 		sem <- struct{}{}
 		go func(entry catalog.Entry) {
 			defer func() { <-sem; wg.Done() }()
-			ev, err := connectionEvidence(ctx, reader, entry, req.Trail)
+			ev, err := connectionEvidence(ctx, reader, entry, req)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -95,10 +100,16 @@ func (e *SpineEvidence) For(ctx context.Context, req Request) (map[string]*Conne
 	return out, nil
 }
 
-func connectionEvidence(ctx context.Context, reader *PageReader, entry catalog.Entry, trail bool) (*ConnectionEvidence, error) {
+// connectionEvidence matches the runs of the connector's pages against one connection. Runs
+// lists the matches of the page the request lists: the unfiltered page, or the (connector,
+// Status) page when the request filters by status.
+func connectionEvidence(ctx context.Context, reader *PageReader, entry catalog.Entry, req Request) (*ConnectionEvidence, error) {
 	t := Target{ConnectionID: entry.Connection.ConnectionID, ExpectedProfileKey: catalog.ExpectedProfileKey(entry.Connection, entry.Connector)}
 	ev := &ConnectionEvidence{}
-	consider := func(key PageKey) (*Page, error) {
+	considered := map[string]bool{}
+	consider := func(status string) (*Page, error) {
+		key := PageKey{ConnectorID: entry.Connector.ConnectorID, Status: status}
+		considered[status] = true
 		page, err := reader.Page(ctx, key)
 		if err != nil {
 			return nil, err
@@ -106,18 +117,18 @@ func connectionEvidence(ctx context.Context, reader *PageReader, entry catalog.E
 		ev.Pages = append(ev.Pages, key)
 		for i := range page.Runs {
 			s := &page.Runs[i]
-			ok, rule := Match(s, t)
-			if trail {
+			ok, rule := Match(s.Claim(), t)
+			if req.Trail {
 				ev.Candidates = append(ev.Candidates, Candidate{RunID: s.RunID, Status: s.Status, LastAt: s.LastAt, Page: key, Matched: ok, Rule: rule})
 			}
 			if !ok {
 				continue
 			}
-			if key.Status == "" {
+			if status == req.Status {
 				ev.Runs = append(ev.Runs, *s)
-				if ev.LastRun == nil {
-					ev.LastRun = s
-				}
+			}
+			if status == "" && ev.LastRun == nil {
+				ev.LastRun = s
 			}
 			if ev.LastSuccessfulRun == nil && s.Status == StatusSucceeded {
 				ev.LastSuccessfulRun = s
@@ -125,12 +136,17 @@ func connectionEvidence(ctx context.Context, reader *PageReader, entry catalog.E
 		}
 		return page, nil
 	}
-	page, err := consider(PageKey{ConnectorID: entry.Connector.ConnectorID})
+	page, err := consider("")
 	if err != nil {
 		return nil, err
 	}
 	if ev.LastSuccessfulRun == nil && !page.Exhausted {
-		if _, err := consider(PageKey{ConnectorID: entry.Connector.ConnectorID, Status: StatusSucceeded}); err != nil {
+		if _, err := consider(StatusSucceeded); err != nil {
+			return nil, err
+		}
+	}
+	if req.Status != "" && !considered[req.Status] {
+		if _, err := consider(req.Status); err != nil {
 			return nil, err
 		}
 	}

@@ -17,17 +17,29 @@ type Target struct {
 	ExpectedProfileKey string
 }
 
-// Match decides whether run s belongs to t. A run with a profile key belongs only to the
-// connection whose expected key it equals; a run without one belongs only to the connection it
-// names explicitly. Nothing else matches: no connector-wide fallback.
-func Match(s *Summary, t Target) (bool, Rule) {
-	if nonEmptyPtr(s.BrowserSurfaceProfileKey) {
-		if *s.BrowserSurfaceProfileKey == t.ExpectedProfileKey {
+// Claim is what a run carries about the connection it belongs to: its browser profile key and
+// its explicit connection id (either may be nil).
+type Claim struct {
+	ProfileKey    *string
+	ConnectionRef *string
+}
+
+// Claim returns the connection evidence of a resolved run.
+func (s *Summary) Claim() Claim {
+	return Claim{ProfileKey: s.BrowserSurfaceProfileKey, ConnectionRef: s.ConnectionRef}
+}
+
+// Match decides whether a run with claim c belongs to t. A run with a profile key belongs only
+// to the connection whose expected key it equals; a run without one belongs only to the
+// connection it names explicitly. Nothing else matches: no connector-wide fallback.
+func Match(c Claim, t Target) (bool, Rule) {
+	if nonEmptyPtr(c.ProfileKey) {
+		if *c.ProfileKey == t.ExpectedProfileKey {
 			return true, RuleProfileKeyMatch
 		}
 		return false, RuleProfileKeyMismatch
 	}
-	if s.ConnectionRef != nil && *s.ConnectionRef == t.ConnectionID {
+	if c.ConnectionRef != nil && *c.ConnectionRef == t.ConnectionID {
 		return true, RuleExplicitIDMatch
 	}
 	return false, RuleNoConnectionEvidence

@@ -48,7 +48,7 @@ func TestMatchRules(t *testing.T) {
 		{"no key, empty id", run(none, ""), false, runs.RuleNoConnectionEvidence},
 	}
 	for _, c := range cases {
-		ok, rule := runs.Match(c.run, target)
+		ok, rule := runs.Match(c.run.Claim(), target)
 		if ok != c.matched || rule != c.rule {
 			t.Errorf("%s: Match = %v %s, want %v %s", c.name, ok, rule, c.matched, c.rule)
 		}
@@ -56,7 +56,7 @@ func TestMatchRules(t *testing.T) {
 
 	// An empty target key never matches an empty run key (a connection always has a key).
 	empty := ""
-	if ok, _ := runs.Match(&runs.Summary{BrowserSurfaceProfileKey: &empty}, runs.Target{ConnectionID: "cin_x"}); ok {
+	if ok, _ := runs.Match(runs.Claim{ProfileKey: &empty}, runs.Target{ConnectionID: "cin_x"}); ok {
 		t.Error("a run with an empty key and no id matched a connection")
 	}
 }

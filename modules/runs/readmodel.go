@@ -55,6 +55,11 @@ func rowOf(connectorID string, p Partial, seq int64) *RunRow {
 		KnownGaps: string(p.KnownGaps), CollectionFacts: string(p.CollectionFacts), LastEventSeq: seq}
 }
 
+// Claim returns the connection evidence the run carries.
+func (r *RunRow) Claim() Claim {
+	return Claim{ProfileKey: r.ProfileKey, ConnectionRef: r.ConnectionRef}
+}
+
 // same reports whether two rows hold the same content (rebuild uses it to report changes).
 func (r *RunRow) same(o *RunRow) bool {
 	eq := func(a, b *string) bool { return (a == nil && b == nil) || (a != nil && b != nil && *a == *b) }
@@ -181,7 +186,7 @@ func (m *ReadModel) update(ctx context.Context, tx bun.IDB, touched map[string]m
 					continue
 				}
 				r := rowOf(connector, p, seq)
-				if r.ConnectionID = targets.attribute(connector, r); r.ConnectionID != nil {
+				if r.ConnectionID = targets.attribute(connector, r.Claim()); r.ConnectionID != nil {
 					affected[*r.ConnectionID] = true
 				}
 				rows = append(rows, r)
@@ -351,15 +356,15 @@ func upsertRuns(ctx context.Context, tx bun.IDB, rows []*RunRow) error {
 	return nil
 }
 
-// targets maps each connector to its connections' expected profile keys and ids, drafts
-// included: a draft shell's runs are attributed to the draft, never to a sibling.
+// targets maps each connector to its connections' expected profile keys, drafts included: a
+// draft shell's runs are attributed to the draft, never to a sibling.
 type targets struct {
 	byKey map[string]map[string]string // connector → expected key → connection id
-	byID  map[string]map[string]bool   // connector → connection ids
+	keyOf map[string]map[string]string // connector → connection id → expected key
 }
 
 func loadTargets(ctx context.Context, db bun.IDB, connectors []string) (*targets, error) {
-	t := &targets{byKey: map[string]map[string]string{}, byID: map[string]map[string]bool{}}
+	t := &targets{byKey: map[string]map[string]string{}, keyOf: map[string]map[string]string{}}
 	var rows []struct {
 		ConnectionID string  `bun:"connection_id"`
 		ConnectorID  string  `bun:"connector_id"`
@@ -372,38 +377,33 @@ func loadTargets(ctx context.Context, db bun.IDB, connectors []string) (*targets
 	}
 	for _, r := range rows {
 		if t.byKey[r.ConnectorID] == nil {
-			t.byKey[r.ConnectorID], t.byID[r.ConnectorID] = map[string]string{}, map[string]bool{}
+			t.byKey[r.ConnectorID], t.keyOf[r.ConnectorID] = map[string]string{}, map[string]string{}
 		}
-		key := catalog.ExpectedProfileKey(&catalog.Connection{ConnectionID: r.ConnectionID, ConnectorID: r.ConnectorID},
-			&catalog.Connector{ProfileKey: r.ProfileKey})
+		key := catalog.ProfileKeyFor(r.ConnectorID, r.ConnectionID, r.ProfileKey)
 		t.byKey[r.ConnectorID][key] = r.ConnectionID
-		t.byID[r.ConnectorID][r.ConnectionID] = true
+		t.keyOf[r.ConnectorID][r.ConnectionID] = key
 	}
 	return t, nil
 }
 
 // attribute applies SPEC §4.2 through the one Match function: the run belongs to the connection
 // whose expected key its profile key equals, or, without a key, to the connection it names.
-func (t *targets) attribute(connector string, r *RunRow) *string {
-	s := Summary{BrowserSurfaceProfileKey: r.ProfileKey, ConnectionRef: r.ConnectionRef}
-	var candidate string
+func (t *targets) attribute(connector string, c Claim) *string {
+	var id string
 	switch {
-	case nonEmptyPtr(r.ProfileKey):
-		candidate = t.byKey[connector][*r.ProfileKey]
-	case r.ConnectionRef != nil && t.byID[connector][*r.ConnectionRef]:
-		candidate = *r.ConnectionRef
+	case nonEmptyPtr(c.ProfileKey):
+		id = t.byKey[connector][*c.ProfileKey]
+	case c.ConnectionRef != nil:
+		id = *c.ConnectionRef
 	}
-	if candidate == "" {
+	key, ok := t.keyOf[connector][id]
+	if !ok {
 		return nil
 	}
-	for key, id := range t.byKey[connector] {
-		if id == candidate {
-			if ok, _ := Match(&s, Target{ConnectionID: id, ExpectedProfileKey: key}); ok {
-				return &candidate
-			}
-		}
+	if match, _ := Match(c, Target{ConnectionID: id, ExpectedProfileKey: key}); !match {
+		return nil
 	}
-	return nil
+	return &id
 }
 
 // recomputeHeads brings the heads of the given connections in step with their attributed runs:
@@ -478,7 +478,7 @@ func reattribute(ctx context.Context, tx bun.IDB, connector string, rows []RunRo
 	var changed []*RunRow
 	for i := range rows {
 		r := &rows[i]
-		to := t.attribute(connector, r)
+		to := t.attribute(connector, r.Claim())
 		if deref(to) == deref(r.ConnectionID) {
 			continue
 		}

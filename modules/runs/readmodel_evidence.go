@@ -8,6 +8,7 @@ import (
 
 	"github.com/uptrace/bun"
 
+	"connsum/modules/bootstrap"
 	"connsum/modules/catalog"
 )
 
@@ -82,13 +83,20 @@ func (e *ReadModelEvidence) For(ctx context.Context, req Request) (map[string]*C
 	if req.History > 0 {
 		for _, en := range req.Entries {
 			var rows []RunRow
-			if err := db.NewSelect().Model(&rows).Where("connection_id = ?", en.Connection.ConnectionID).
-				OrderExpr("last_at DESC, run_id DESC").Limit(int64(req.History)).Scan(ctx); err != nil {
+			q := db.NewSelect().Model(&rows).Where("connection_id = ?", en.Connection.ConnectionID)
+			if req.Status != "" {
+				q = e.whereStatus(q, req.Status, now)
+			}
+			if err := q.OrderExpr("last_at DESC, run_id DESC").Limit(int64(req.History)).Scan(ctx); err != nil {
 				return nil, fmt.Errorf("runs: read model history: %w", err)
 			}
 			ev := out[en.Connection.ConnectionID]
 			for i := range rows {
-				ev.Runs = append(ev.Runs, rows[i].Partial().Resolve(now, e.m.o.StaleAfter))
+				// The query already filtered; this keeps the contract for a status no
+				// derived status can have (e.g. the internal "started").
+				if s := rows[i].Partial().Resolve(now, e.m.o.StaleAfter); req.Status == "" || s.Status == req.Status {
+					ev.Runs = append(ev.Runs, s)
+				}
 			}
 		}
 	}
@@ -100,6 +108,26 @@ func (e *ReadModelEvidence) For(ctx context.Context, req Request) (map[string]*C
 		}
 	}
 	return out, nil
+}
+
+// whereStatus keeps the runs whose derived status at now is status, in SQL so that the filter
+// applies before the limit. The stored status_key is the derived status except for a started run
+// without terminal event, which Resolve turns into in_progress while its last event is at most
+// stale_after old and into failed (orphaned) after that.
+func (e *ReadModelEvidence) whereStatus(q *bun.SelectQuery, status string, now time.Time) *bun.SelectQuery {
+	// Stored times have whole milliseconds: rounding the cutoff up to one keeps the text
+	// comparison exact (last_at >= cutoff ⇔ now - last_at <= stale_after).
+	cutoff := now.Add(-e.m.o.StaleAfter)
+	if r := cutoff.Truncate(time.Millisecond); !r.Equal(cutoff) {
+		cutoff = r.Add(time.Millisecond)
+	}
+	switch status {
+	case StatusInProgress:
+		return q.Where("(status_key = ? OR (status_key = ? AND last_at >= ?))", status, statusStarted, bootstrap.FormatTime(cutoff))
+	case StatusFailed:
+		return q.Where("(status_key = ? OR (status_key = ? AND last_at < ?))", status, statusStarted, bootstrap.FormatTime(cutoff))
+	}
+	return q.Where("status_key = ?", status)
 }
 
 // rows loads run rows by (connector, run id) in one statement.
@@ -140,7 +168,7 @@ func (e *ReadModelEvidence) trail(ctx context.Context, en catalog.Entry, ev *Con
 	ev.Pages = append(ev.Pages, key)
 	for i := range rows {
 		s := rows[i].Partial().Resolve(now, e.m.o.StaleAfter)
-		ok, rule := Match(&s, t)
+		ok, rule := Match(s.Claim(), t)
 		ev.Candidates = append(ev.Candidates, Candidate{RunID: s.RunID, Status: s.Status, LastAt: s.LastAt, Page: key, Matched: ok, Rule: rule})
 	}
 	return nil

@@ -215,7 +215,7 @@ func (m *ReadModel) rebuildRuns(ctx context.Context, tx bun.Tx, connector string
 	}
 	var write []*RunRow
 	for _, r := range rows {
-		r.ConnectionID = t.attribute(connector, r)
+		r.ConnectionID = t.attribute(connector, r.Claim())
 		o, ok := old[r.RunID]
 		switch {
 		case !ok:
