@@ -83,7 +83,7 @@ func (m *Migrator) verify(ctx context.Context, repair bool) (State, error) {
 			st.Pending = append(st.Pending, mg.Name+"_"+mg.Comment)
 		}
 	}
-	for _, ix := range RequiredIndexes(d) {
+	for _, ix := range RequiredIndexes() {
 		ok, err := m.indexExists(ctx, ix.Name)
 		if err != nil {
 			return st, err

@@ -48,7 +48,7 @@ func indexState(t *testing.T, st bootstrap.State, name string) bootstrap.IndexSt
 
 func requireAllIndexesExist(t *testing.T, st bootstrap.State) {
 	t.Helper()
-	want := bootstrap.RequiredIndexes(st.Dialect)
+	want := bootstrap.RequiredIndexes()
 	if len(st.Indexes) != len(want) {
 		t.Fatalf("state reports %d indexes, %d are required", len(st.Indexes), len(want))
 	}

@@ -66,23 +66,21 @@ func (s *Store) Visible(ctx context.Context, f Filter) ([]Entry, error) {
 	return entries, nil
 }
 
-// ResolveScoped implements Reader.
+// ResolveScoped implements Reader, in one statement. The visible connection with that id sorts
+// first, ahead of the connector's visible connections, so no number of connections of a connector
+// whose id equals the asked id can push it out of the rows read (SPEC §2.3: the connector-id
+// fallback applies only when the id is no visible connection). Without it, two rows tell "the
+// connector's only connection" from "ambiguous".
 func (s *Store) ResolveScoped(ctx context.Context, id string) (*Entry, error) {
 	entries, err := s.entries(ctx, s.db.NewSelect().Where(visibleWhere).
 		Where("(c.connection_id = ? OR c.connector_id = ?)", id, id).
-		OrderExpr("c.connector_id ASC, c.created_at ASC, c.connection_id ASC").Limit(3))
+		OrderExpr("CASE WHEN c.connection_id = ? THEN 0 ELSE 1 END, c.connector_id ASC, c.created_at ASC, c.connection_id ASC", id).
+		Limit(2))
 	if err != nil {
 		return nil, fmt.Errorf("catalog: resolve %s: %w", id, err)
 	}
-	var byConnector []Entry
-	for i := range entries {
-		if entries[i].Connection.ConnectionID == id {
-			return &entries[i], nil
-		}
-		byConnector = append(byConnector, entries[i])
-	}
-	if len(byConnector) == 1 {
-		return &byConnector[0], nil
+	if len(entries) == 1 || (len(entries) > 0 && entries[0].Connection.ConnectionID == id) {
+		return &entries[0], nil
 	}
 	return nil, nil
 }

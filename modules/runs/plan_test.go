@@ -6,15 +6,23 @@ import (
 	"testing"
 	"time"
 
+	"github.com/uptrace/bun"
+
 	"connsum/modules/bootstrap/dbtest"
 )
 
 // TestRunPageQueriesUseTheirIndexes checks on PostgreSQL that the two run-page statements are
 // served by the required indexes of SPEC §4.9 (idx_spine_events_source_run_summary and
-// idx_spine_events_source_recent). Sequential scans are disabled on the session so that a small
-// table cannot hide a missing or unusable index.
+// idx_spine_events_source_recent), also on a database whose default collation is not bytes.
+// Sequential scans are disabled on the session so that a small table cannot hide a missing or
+// unusable index; with sorts disabled too, the newest-first scans must take their order from the
+// index (an index whose collation differed from the ORDER BY's could not give it).
 func TestRunPageQueriesUseTheirIndexes(t *testing.T) {
-	db := dbtest.Postgres(t)
+	t.Run("postgres", func(t *testing.T) { testRunPagePlans(t, dbtest.Postgres(t)) })
+	t.Run("postgres_icu", func(t *testing.T) { testRunPagePlans(t, dbtest.PostgresICU(t)) })
+}
+
+func testRunPagePlans(t *testing.T, db *bun.DB) {
 	f := newFeedFixture(t, db)
 	var evs []feedEv
 	for _, c := range []string{"amazon", "chase", "gmail", "slack"} {
@@ -80,6 +88,16 @@ func TestRunPageQueriesUseTheirIndexes(t *testing.T) {
 		plan := explain(c.query)
 		if !strings.Contains(plan, c.index) {
 			t.Errorf("plan does not use %s:\n%s\nquery: %s", c.index, plan, c.query)
+		}
+	}
+	for _, s := range []string{"SET enable_sort = off", "SET enable_bitmapscan = off"} {
+		if _, err := conn.ExecContext(f.ctx, s); err != nil {
+			t.Fatalf("%s: %v", s, err)
+		}
+	}
+	for _, c := range cases[2:] {
+		if plan := explain(c.query); !strings.Contains(plan, c.index) || strings.Contains(plan, "Sort") {
+			t.Errorf("the newest-first scan does not take its order from %s:\n%s\nquery: %s", c.index, plan, c.query)
 		}
 	}
 }

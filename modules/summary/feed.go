@@ -62,24 +62,22 @@ func (f *Feed) Connection(ctx context.Context, id string) (*catalog.Entry, error
 	return e, err
 }
 
-// Runs lists a connection's runs newest first, optionally only one status, at most limit.
+// Runs lists a connection's runs newest first, optionally only one status, at most limit. The
+// evidence applies the status filter before its limit (SPEC §4.3), so older runs of that status
+// are found behind newer runs of another.
 func (f *Feed) Runs(ctx context.Context, e *catalog.Entry, status string, limit int) ([]runs.Summary, error) {
-	evs, err := f.evidence.For(ctx, runs.Request{Entries: []catalog.Entry{*e}, History: limit})
+	evs, err := f.evidence.For(ctx, runs.Request{Entries: []catalog.Entry{*e}, History: limit, Status: status})
 	if err != nil {
 		return nil, err
 	}
 	out := []runs.Summary{}
 	if ev := evs[e.Connection.ConnectionID]; ev != nil {
-		for _, s := range ev.Runs {
-			if (status == "" || s.Status == status) && len(out) < limit {
-				out = append(out, s)
-			}
-		}
+		out = append(out, ev.Runs[:min(len(ev.Runs), limit)]...)
 	}
 	return out, nil
 }
 
-// BuildDiagnostics computes the scoped item of a connection with its evidence trail.
+// Diagnostics computes the scoped item of a connection with its evidence trail.
 func (f *Feed) Diagnostics(ctx context.Context, e *catalog.Entry) (*Diagnostics, error) {
 	res, err := f.projector.Scoped(ctx, e.Connection.ConnectionID, true)
 	if err != nil {
@@ -90,15 +88,21 @@ func (f *Feed) Diagnostics(ctx context.Context, e *catalog.Entry) (*Diagnostics,
 	if d.PagesRead == nil {
 		d.PagesRead = []runs.PageKey{}
 	}
-	if len(res.Items) == 1 {
+	if len(res.Items) == 1 && res.Items[0].ConnectionID == e.Connection.ConnectionID {
 		d.Item = &res.Items[0]
 	} else {
-		// Drafts and unlisted connectors have no feed item; still show the trail.
+		// Drafts and unlisted connectors have no feed item; still show the trail. (The scoped
+		// read of a draft's id may fall back to the one visible connection of a connector with
+		// that id: that item is another connection's, never this one's.)
 		evs, err := f.evidence.For(ctx, runs.Request{Entries: []catalog.Entry{*e}, Trail: true, History: runs.HistoryPerConnection})
 		if err != nil {
 			return nil, err
 		}
 		res.Evidence = evs
+		d.PagesRead = []runs.PageKey{}
+		if ev := evs[e.Connection.ConnectionID]; ev != nil && ev.Pages != nil {
+			d.PagesRead = ev.Pages
+		}
 	}
 	if ev := res.Evidence[e.Connection.ConnectionID]; ev != nil {
 		if ev.Candidates != nil {

@@ -43,8 +43,18 @@ func startFeedHTTP(t *testing.T, dbURL string) *feedHTTP {
 // the fx wiring swaps the implementation of the runs.Evidence port.
 func startFeedHTTPWith(t *testing.T, dbURL, evidence string) *feedHTTP {
 	t.Helper()
-	cfg, err := app.LoadConfig("", false, func(string) (string, bool) { return "", false },
-		map[string]string{"db.url": dbURL, "http.addr": "127.0.0.1:0", "runs.evidence": evidence})
+	return startFeedHTTPConfig(t, dbURL, map[string]string{"runs.evidence": evidence})
+}
+
+// startFeedHTTPConfig wires the service with the given config keys set (db.url and http.addr
+// are set here).
+func startFeedHTTPConfig(t *testing.T, dbURL string, settings map[string]string) *feedHTTP {
+	t.Helper()
+	flags := map[string]string{"db.url": dbURL, "http.addr": "127.0.0.1:0"}
+	for k, v := range settings {
+		flags[k] = v
+	}
+	cfg, err := app.LoadConfig("", false, func(string) (string, bool) { return "", false }, flags)
 	if err != nil {
 		t.Fatal(err)
 	}

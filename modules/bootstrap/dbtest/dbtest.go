@@ -1,6 +1,7 @@
 // Package dbtest gives store and pipeline tests a fresh, migrated database on each engine:
 // SQLite in a temp file per test, PostgreSQL in a database per test cloned from a migrated
-// template.
+// template. Ordering tests also get a PostgreSQL database whose default collation is linguistic
+// (ICU en-US), where text order is not byte order unless the schema says so.
 package dbtest
 
 import (
@@ -23,10 +24,23 @@ import (
 // DefaultPGDSN is used when CONNSUM_TEST_PG_DSN is not set.
 const DefaultPGDSN = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 
+// template is a migrated database that per-test databases are cloned from, made once per test
+// process. A clone inherits the template's locale, so each collation needs its own template.
+type template struct {
+	prefix  string // database name prefix; the process id follows
+	options string // CREATE DATABASE options
+	once    sync.Once
+	name    string
+	err     error
+}
+
 var (
-	tplOnce sync.Once
-	tplName string
-	tplErr  error
+	// defaultTemplate has the server's default locale.
+	defaultTemplate = &template{prefix: "connsum_tpl"}
+	// icuTemplate has a linguistic default collation: ICU en-US orders punctuation and case
+	// unlike bytes (a_b < a-b < a.b, RW > run_a), which is what ordering tests must survive.
+	icuTemplate = &template{prefix: "connsum_tplicu",
+		options: " TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"}
 	seq     atomic.Int64
 	createM sync.Mutex
 )
@@ -63,6 +77,22 @@ func EngineURLs(t *testing.T, fn func(t *testing.T, dbURL string)) {
 	t.Run("postgres", func(t *testing.T) { fn(t, PostgresURL(t)) })
 }
 
+// OrderingEngines runs fn on SQLite, on PostgreSQL, and on a PostgreSQL database whose default
+// collation is linguistic (subtest "postgres_icu"): answers that depend on text order must be
+// the same on all three.
+func OrderingEngines(t *testing.T, fn func(t *testing.T, db *bun.DB)) {
+	t.Helper()
+	Engines(t, fn)
+	t.Run("postgres_icu", func(t *testing.T) { fn(t, PostgresICU(t)) })
+}
+
+// OrderingEngineURLs is OrderingEngines with database URLs, for tests that start the service.
+func OrderingEngineURLs(t *testing.T, fn func(t *testing.T, dbURL string)) {
+	t.Helper()
+	EngineURLs(t, fn)
+	t.Run("postgres_icu", func(t *testing.T) { fn(t, PostgresICUURL(t)) })
+}
+
 // SQLiteURL returns the URL of a fresh, migrated SQLite file.
 func SQLiteURL(t *testing.T) string {
 	t.Helper()
@@ -93,13 +123,50 @@ func SQLite(t *testing.T) *bun.DB {
 // When the server is unreachable it skips loudly, or fails when CONNSUM_REQUIRE_PG=1.
 func PostgresURL(t *testing.T) string {
 	t.Helper()
+	return cloneURL(t, defaultTemplate)
+}
+
+// PostgresICUURL returns the URL of a fresh, migrated PostgreSQL database whose default
+// collation is ICU en-US instead of the server's (usually byte-order) default, dropped after the
+// test. It skips or fails like PostgresURL.
+func PostgresICUURL(t *testing.T) string {
+	t.Helper()
+	return cloneURL(t, icuTemplate)
+}
+
+// Postgres returns a fresh, migrated PostgreSQL database (see PostgresURL).
+func Postgres(t *testing.T) *bun.DB {
+	t.Helper()
+	return openPostgres(t, PostgresURL(t))
+}
+
+// PostgresICU returns a fresh, migrated PostgreSQL database with a linguistic default collation
+// (see PostgresICUURL).
+func PostgresICU(t *testing.T) *bun.DB {
+	t.Helper()
+	return openPostgres(t, PostgresICUURL(t))
+}
+
+func openPostgres(t *testing.T, u string) *bun.DB {
+	t.Helper()
+	db, err := bootstrap.Open(context.Background(), u, bootstrap.PoolOptions{MaxOpenConns: 8})
+	if err != nil {
+		t.Fatalf("open postgres: %v", err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
+}
+
+// cloneURL creates a database from tpl (made on first use) and drops it after the test.
+func cloneURL(t *testing.T, tpl *template) string {
+	t.Helper()
 	admin := PGAdminDSN()
-	tplOnce.Do(func() { tplName, tplErr = makeTemplate(admin) })
-	if tplErr != nil {
+	tpl.once.Do(func() { tpl.name, tpl.err = makeTemplate(admin, tpl) })
+	if tpl.err != nil {
 		if os.Getenv("CONNSUM_REQUIRE_PG") == "1" {
-			t.Fatalf("PostgreSQL required (CONNSUM_REQUIRE_PG=1) but unavailable: %v", tplErr)
+			t.Fatalf("PostgreSQL required (CONNSUM_REQUIRE_PG=1) but unavailable: %v", tpl.err)
 		}
-		t.Skipf("!!! PostgreSQL UNAVAILABLE, PostgreSQL half SKIPPED: %v (set CONNSUM_TEST_PG_DSN)", tplErr)
+		t.Skipf("!!! PostgreSQL UNAVAILABLE, PostgreSQL half SKIPPED: %v (set CONNSUM_TEST_PG_DSN)", tpl.err)
 	}
 	name := fmt.Sprintf("connsum_t_%d_%d_%d", os.Getpid(), time.Now().UnixNano()%1e6, seq.Add(1))
 	ctx := context.Background()
@@ -109,7 +176,7 @@ func PostgresURL(t *testing.T) string {
 	}
 	defer adb.Close()
 	createM.Lock()
-	_, err = adb.ExecContext(ctx, "CREATE DATABASE "+name+" TEMPLATE "+tplName)
+	_, err = adb.ExecContext(ctx, "CREATE DATABASE "+name+" TEMPLATE "+tpl.name)
 	createM.Unlock()
 	if err != nil {
 		t.Fatalf("create test database: %v", err)
@@ -125,21 +192,9 @@ func PostgresURL(t *testing.T) string {
 	return withDatabase(admin, name)
 }
 
-// Postgres returns a fresh, migrated PostgreSQL database (see PostgresURL).
-func Postgres(t *testing.T) *bun.DB {
-	t.Helper()
-	u := PostgresURL(t)
-	db, err := bootstrap.Open(context.Background(), u, bootstrap.PoolOptions{MaxOpenConns: 8})
-	if err != nil {
-		t.Fatalf("open postgres: %v", err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	return db
-}
-
 // makeTemplate creates and migrates a template database once per test process. Leftover
-// templates of dead processes are dropped first.
-func makeTemplate(admin string) (string, error) {
+// databases of dead processes are dropped first.
+func makeTemplate(admin string, tpl *template) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	adb, err := bootstrap.Open(ctx, admin, bootstrap.PoolOptions{MaxOpenConns: 1})
@@ -147,7 +202,7 @@ func makeTemplate(admin string) (string, error) {
 		return "", err
 	}
 	defer adb.Close()
-	name := fmt.Sprintf("connsum_tpl_%d", os.Getpid())
+	name := fmt.Sprintf("%s_%d", tpl.prefix, os.Getpid())
 	rows, err := adb.QueryContext(ctx, "SELECT datname FROM pg_database WHERE datname LIKE 'connsum_t%'")
 	if err == nil {
 		var stale []string
@@ -165,8 +220,8 @@ func makeTemplate(admin string) (string, error) {
 	if _, err := adb.ExecContext(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
 		return "", err
 	}
-	if _, err := adb.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
-		return "", err
+	if _, err := adb.ExecContext(ctx, "CREATE DATABASE "+name+tpl.options); err != nil {
+		return "", fmt.Errorf("create template %s: %w", name, err)
 	}
 	tdb, err := bootstrap.Open(ctx, withDatabase(admin, name), bootstrap.PoolOptions{MaxOpenConns: 2})
 	if err != nil {
