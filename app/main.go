@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/uptrace/bun"
 	"go.uber.org/fx"
 
 	"connsum/modules/bootstrap"
@@ -32,7 +33,7 @@ usage:
   connsum migrate [--config FILE] [--db URL]
   connsum seed --profile demo|live|fleet [--seed N] [--config FILE] [--db URL]
   connsum rebuild [--config FILE] [--db URL]
-  connsum bench api|browser|load [flags]   (connsum bench api -h)
+  connsum bench api|browser|load|write [flags]   (connsum bench api -h)
 
 Every config key also comes from CONNSUM_<KEY> (summary.cache.ttl → CONNSUM_SUMMARY_CACHE_TTL).
 `
@@ -259,11 +260,12 @@ func benchStarter(ctx context.Context, dbURL string) (*perf.Target, error) {
 	}
 	tokens := Tokens{Owner: "bench-owner-" + randomHex(16), Admin: "bench-admin-" + randomHex(16)}
 	var l *Listening
-	app := fx.New(Modules(cfg, tokens, newLogger(io.Discard, "error")), fx.Populate(&l))
+	var db *bun.DB // for `bench write`'s backend-memory checkpoints, read through the service's own pool
+	app := fx.New(Modules(cfg, tokens, newLogger(io.Discard, "error")), fx.Populate(&l, &db))
 	if err := app.Start(ctx); err != nil {
 		return nil, err
 	}
-	return &perf.Target{Base: "http://" + l.Addr, OwnerToken: tokens.Owner, AdminToken: tokens.Admin,
+	return &perf.Target{Base: "http://" + l.Addr, OwnerToken: tokens.Owner, AdminToken: tokens.Admin, DB: db,
 		Stop: func() { _ = app.Stop(context.Background()) }}, nil
 }
 

@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/uptrace/bun"
+
 	"connsum/modules/bootstrap"
 )
 
@@ -26,6 +28,10 @@ type Target struct {
 	OwnerToken string
 	AdminToken string
 	Stop       func()
+	// DB is the service's own database handle when the server runs in this process, else nil.
+	// Only `bench write` uses it, to read the server-side memory of the service's database
+	// backend through the service's own pool (memory.go); every measured request goes over HTTP.
+	DB *bun.DB
 }
 
 // Starter starts a connsum server on dbURL (the app passes one, so perf does not import app).
@@ -57,7 +63,7 @@ type Report struct {
 	Started time.Time `json:"-"`
 }
 
-// BenchMain runs `connsum bench api` and `connsum bench browser`.
+// BenchMain runs `connsum bench api`, `bench browser`, `bench load` and `bench write`.
 func BenchMain(args []string, stdout, stderr io.Writer, start Starter) error {
 	if len(args) > 0 && args[0] == "browser" {
 		return BrowserMain(args[1:], stdout, stderr)
@@ -65,8 +71,11 @@ func BenchMain(args []string, stdout, stderr io.Writer, start Starter) error {
 	if len(args) > 0 && args[0] == "load" {
 		return LoadMain(args[1:], stdout, stderr, start)
 	}
+	if len(args) > 0 && args[0] == "write" {
+		return WriteMain(args[1:], stdout, stderr, start)
+	}
 	if len(args) == 0 || args[0] != "api" {
-		return errors.New("bench: usage: connsum bench api [--db URL] [--profile NAME] [--json FILE] [--compare OLD.json] [--samples N] [--concurrent-seconds S] | connsum bench browser --base URL … | connsum bench load [--db URL] [--seconds S] [--readers N] [--json FILE]")
+		return errors.New("bench: usage: connsum bench api [--db URL] [--profile NAME] [--json FILE] [--compare OLD.json] [--samples N] [--concurrent-seconds S] | connsum bench browser --base URL … | connsum bench load [--db URL] [--seconds S] [--readers N] [--json FILE] | connsum bench write [--db URL] [--writers N] [--batch B] [--seconds S] [--memory-checkpoints 0,50,…] [--json FILE] [--compare OLD.json]")
 	}
 	fs := flag.NewFlagSet("bench api", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -100,9 +109,29 @@ func BenchMain(args []string, stdout, stderr io.Writer, start Starter) error {
 			return err
 		}
 	}
-	if *jsonOut != "" {
-		b, _ := json.MarshalIndent(rep, "", "  ")
-		return os.WriteFile(*jsonOut, b, 0o644)
+	return writeJSON(*jsonOut, rep)
+}
+
+// writeJSON writes report v, indented, to path; an empty path writes nothing.
+func writeJSON(path string, v any) error {
+	if path == "" {
+		return nil
+	}
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
+}
+
+// readJSON reads an earlier report from path into v, for --compare.
+func readJSON(path string, v any) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return fmt.Errorf("bench: %s: %w", path, err)
 	}
 	return nil
 }
@@ -330,25 +359,41 @@ func (r *Report) Print(w io.Writer) {
 
 // Compare prints the change of p50 per read against an earlier report.
 func (r *Report) Compare(path string, w io.Writer) error {
-	raw, err := os.ReadFile(path)
-	if err != nil {
+	var old Report
+	if err := readJSON(path, &old); err != nil {
 		return err
 	}
-	var old Report
-	if err := json.Unmarshal(raw, &old); err != nil {
-		return fmt.Errorf("bench: %s: %w", path, err)
-	}
-	prev := map[string]Read{}
+	prev := map[string]float64{}
 	for _, x := range old.Reads {
-		prev[x.Name] = x
+		prev[x.Name] = x.P50
 	}
-	fmt.Fprintf(w, "\nchange of p50 against %s:\n", path)
+	var changes []change
 	for _, x := range r.Reads {
-		if o, ok := prev[x.Name]; ok && o.P50 > 0 {
-			fmt.Fprintf(w, "%-26s %9.3f → %9.3f ms (%+.1f%%)\n", x.Name, o.P50, x.P50, (x.P50-o.P50)/o.P50*100)
+		changes = append(changes, change{name: x.Name, old: prev[x.Name], cur: x.P50, unit: "ms"})
+	}
+	printChanges(w, "change of p50 against "+path, changes)
+	return nil
+}
+
+// change is one figure of a report beside the same figure of an earlier one.
+type change struct {
+	name     string
+	old, cur float64
+	unit     string
+}
+
+// printChanges writes each change whose earlier figure is known (positive) with its percentage.
+func printChanges(w io.Writer, title string, changes []change) {
+	fmt.Fprintf(w, "\n%s:\n", title)
+	for _, c := range changes {
+		if c.old > 0 {
+			digits := 3 // milliseconds, mebibytes
+			if c.old >= 1000 {
+				digits = 0 // events per second
+			}
+			fmt.Fprintf(w, "%-26s %9.*f → %9.*f %s (%+.1f%%)\n", c.name, digits, c.old, digits, c.cur, c.unit, (c.cur-c.old)/c.old*100)
 		}
 	}
-	return nil
 }
 
 func machine() string {

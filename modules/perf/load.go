@@ -105,11 +105,8 @@ func LoadMain(args []string, stdout, stderr io.Writer, start Starter) error {
 		return err
 	}
 	rep.Print(stdout)
-	if *jsonOut != "" {
-		b, _ := json.MarshalIndent(rep, "", "  ")
-		if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
-			return err
-		}
+	if err := writeJSON(*jsonOut, rep); err != nil {
+		return err
 	}
 	return rep.Check()
 }
@@ -195,10 +192,8 @@ func RunLoad(ctx context.Context, t *Target, dialect, profile string, o LoadOpti
 	go func() {
 		defer wg.Done()
 		stamp := time.Now().UnixNano()
-		tick := time.NewTicker(o.WriteInterval)
-		defer tick.Stop()
-		for b := 0; ctx.Err() == nil; b++ {
-			body := loadBatch(stamp, b, o.BatchEvents)
+		paced(ctx, o.WriteInterval, func(b int) {
+			body := spineBatch("load", "cin_bench_load", stamp, b, o.BatchEvents)
 			status, _, _, dur, err := c.do(http.MethodPost, "/_ref/spine/events", t.OwnerToken, body)
 			mu.Lock()
 			if err != nil {
@@ -210,11 +205,7 @@ func RunLoad(ctx context.Context, t *Target, dialect, profile string, o LoadOpti
 				}
 			}
 			mu.Unlock()
-			select {
-			case <-ctx.Done():
-			case <-tick.C:
-			}
-		}
+		})
 	}()
 	wg.Wait()
 	elapsed := time.Since(start)
@@ -248,8 +239,25 @@ func RunLoad(ctx context.Context, t *Target, dialect, profile string, o LoadOpti
 	return rep, nil
 }
 
-// loadBatch is batch b of the writer: n new events of runs that complete.
-func loadBatch(stamp int64, b, n int) []byte {
+// paced calls fn(0) at once, even when ctx has ended already (so that a short run still
+// measures each paced writer once), and fn(i) every interval after it until ctx ends; a call
+// that takes longer than interval is followed at once by the next one.
+func paced(ctx context.Context, interval time.Duration, fn func(i int)) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for i := 0; i == 0 || ctx.Err() == nil; i++ {
+		fn(i)
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+		}
+	}
+}
+
+// spineBatch is batch b of a writer: n new events of runs that complete (every tenth event
+// ends its run), naming connectionID. tag and stamp keep the event and run ids of one writer
+// apart from every other writer's and run's, so each batch has content of its own.
+func spineBatch(tag, connectionID string, stamp int64, b, n int) []byte {
 	var sb strings.Builder
 	sb.WriteString(`{"events":[`)
 	at := time.Now().UTC().Format(time.RFC3339Nano)
@@ -261,19 +269,21 @@ func loadBatch(stamp int64, b, n int) []byte {
 		if i%10 == 9 {
 			typ = "run.completed"
 		}
-		fmt.Fprintf(&sb, `{"event_id":"load_%d_%d_%d","event_type":%q,"occurred_at":%q,"run_id":"load_%d_%d_%d","connection_id":"cin_bench_load","data":{"n":%d}}`,
-			stamp, b, i, typ, at, stamp, b, i/10, i)
+		fmt.Fprintf(&sb, `{"event_id":"%s_%d_%d_%d","event_type":%q,"occurred_at":%q,"run_id":"%s_%d_%d_%d","connection_id":%q,"data":{"n":%d}}`,
+			tag, stamp, b, i, typ, at, tag, stamp, b, i/10, connectionID, i)
 	}
 	sb.WriteString(`]}`)
 	return []byte(sb.String())
 }
 
+// summarise folds the answers of one side into its figures and counts their statuses into
+// statuses; a 2xx answer is ok, any other an error.
 func summarise(s []sample, elapsed time.Duration, statuses map[string]int) LoadSide {
 	var side LoadSide
 	ms := make([]float64, 0, len(s))
 	for _, x := range s {
 		statuses[strconv.Itoa(x.status)]++
-		if x.status == http.StatusOK {
+		if x.status/100 == 2 {
 			side.OK++
 		} else {
 			side.Errors++
@@ -322,34 +332,35 @@ func (c *client) get(path, token string) (int, http.Header, []byte, error) {
 
 // peakRSS is the process's peak resident set (VmHWM); the server runs in this process.
 func peakRSS() int64 {
-	raw, err := os.ReadFile("/proc/self/status")
+	return procStatus("/proc/self/status")["VmHWM"]
+}
+
+// procStatus reads the sizes (the "kB" lines) of a /proc/<pid>/status file in bytes; an
+// unreadable file gives an empty map.
+func procStatus(path string) map[string]int64 {
+	sizes := map[string]int64{}
+	raw, err := os.ReadFile(path)
 	if err != nil {
-		return 0
+		return sizes
 	}
 	for _, line := range strings.Split(string(raw), "\n") {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			f := strings.Fields(rest)
-			if len(f) >= 1 {
-				kb, _ := strconv.ParseInt(f[0], 10, 64)
-				return kb * 1024
-			}
+		key, rest, ok := strings.Cut(line, ":")
+		f := strings.Fields(rest)
+		if !ok || len(f) != 2 || f[1] != "kB" {
+			continue
+		}
+		if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+			sizes[key] = kb * 1024
 		}
 	}
-	return 0
+	return sizes
 }
 
 // Print writes the human summary.
 func (r *LoadReport) Print(w io.Writer) {
 	fmt.Fprintf(w, "connsum bench load — %d overview readers + 1 ingest writer for %.1f s on %s, profile %s (%s)\n",
 		r.Readers, r.Seconds, r.Dialect, r.Profile, r.Machine)
-	fmt.Fprintf(w, "%-8s %8s %8s %7s %9s %9s %9s %9s %9s\n", "side", "n", "ok", "errors", "p50 ms", "p95 ms", "p99 ms", "max ms", "rate/s")
-	for _, s := range []struct {
-		name string
-		side LoadSide
-	}{{"reads", r.Reads}, {"writes", r.Writes}} {
-		fmt.Fprintf(w, "%-8s %8d %8d %7d %9.3f %9.3f %9.3f %9.3f %9.1f\n", s.name, s.side.N, s.side.OK, s.side.Errors,
-			s.side.P50, s.side.P95, s.side.P99, s.side.Max, s.side.Rate)
-	}
+	printSides(w, []namedSide{{"reads", r.Reads}, {"writes", r.Writes}})
 	fmt.Fprintf(w, "events ingested %d; statuses %v; 5xx %d; transport errors %d; peak RSS %.1f MiB\n",
 		r.Writes.Events, r.Statuses, r.FiveXX, r.TransportErrors, float64(r.PeakRSSBytes)/(1<<20))
 	if r.Cache.Enabled {
@@ -357,5 +368,24 @@ func (r *LoadReport) Print(w io.Writer) {
 			r.Cache.TTLSeconds, r.Cache.Projections, r.Cache.TTLWindows, r.Cache.ProjectionsPerWindow)
 	} else {
 		fmt.Fprintf(w, "cache off: every overview read is a projection (%d)\n", r.Cache.Projections)
+	}
+}
+
+// namedSide is one row of a side table.
+type namedSide struct {
+	name string
+	side LoadSide
+}
+
+// printSides writes the answers of each side as a table: counts, latency percentiles, rate.
+func printSides(w io.Writer, sides []namedSide) {
+	width := 8
+	for _, s := range sides {
+		width = max(width, len(s.name))
+	}
+	fmt.Fprintf(w, "%-*s %8s %8s %7s %9s %9s %9s %9s %9s\n", width, "side", "n", "ok", "errors", "p50 ms", "p95 ms", "p99 ms", "max ms", "rate/s")
+	for _, s := range sides {
+		fmt.Fprintf(w, "%-*s %8d %8d %7d %9.3f %9.3f %9.3f %9.3f %9.1f\n", width, s.name, s.side.N, s.side.OK, s.side.Errors,
+			s.side.P50, s.side.P95, s.side.P99, s.side.Max, s.side.Rate)
 	}
 }
