@@ -12,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"connsum/modules/bootstrap"
+	"connsum/modules/runs"
 )
 
 // Config is the service configuration, layered: built-in defaults → YAML file → CONNSUM_*
@@ -26,6 +27,14 @@ type Config struct {
 	DBURL            string
 	DBAutoMigrate    bool
 	DBMaxOpenConns   int
+	// DBRequestTimeout is the deadline on each request's context, so every database call the
+	// request makes (waiting for a pooled connection, connecting, every statement) ends by it.
+	DBRequestTimeout time.Duration
+	// DBStatementTimeout is PostgreSQL's statement_timeout on every pooled connection (0: the
+	// server's setting): the server's own bound, which also holds when the client is cut off.
+	DBStatementTimeout time.Duration
+	// DBConnectTimeout bounds the opening of one new PostgreSQL connection.
+	DBConnectTimeout time.Duration
 	DataDir          string
 	OwnerToken       string
 	AdminToken       string
@@ -57,6 +66,18 @@ func duration(dst func(*Config) *time.Duration, minimum time.Duration) func(*Con
 		d, err := time.ParseDuration(v)
 		if err != nil || d < minimum {
 			return fmt.Errorf("must be a duration like 5s or 30m (at least %s)", minimum)
+		}
+		*dst(c) = d
+		return nil
+	}
+}
+
+// timeout is a duration that cannot be switched off: "0" is refused like any value below minimum.
+func timeout(dst func(*Config) *time.Duration, minimum time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < minimum {
+			return fmt.Errorf("must be a duration like 500ms or 15s (at least %s; it cannot be switched off)", minimum)
 		}
 		*dst(c) = d
 		return nil
@@ -96,6 +117,13 @@ var settings = []setting{
 	{"db.url", "sqlite:./data/connsum.db", str(func(c *Config) *string { return &c.DBURL })},
 	{"db.auto_migrate", "true", boolean(func(c *Config) *bool { return &c.DBAutoMigrate })},
 	{"db.max_open_conns", "16", integer(func(c *Config) *int { return &c.DBMaxOpenConns }, 1, 1000)},
+	// The request deadline is above the statement timeout so that a statement the server cancels
+	// is told apart (SQLSTATE 57014 in the log) from a request that waited on the network, and
+	// above SQLite's 10 s busy timeout so that a lock wait ends with SQLITE_BUSY first; a batch
+	// of 5000 events takes well under a second.
+	{"db.request_timeout", "15s", timeout(func(c *Config) *time.Duration { return &c.DBRequestTimeout }, 10*time.Millisecond)},
+	{"db.statement_timeout", "10s", duration(func(c *Config) *time.Duration { return &c.DBStatementTimeout }, time.Millisecond)},
+	{"db.connect_timeout", bootstrap.DefaultConnectTimeout.String(), timeout(func(c *Config) *time.Duration { return &c.DBConnectTimeout }, 10*time.Millisecond)},
 	{"data.dir", "", str(func(c *Config) *string { return &c.DataDir })},
 	{"auth.owner_token", "", str(func(c *Config) *string { return &c.OwnerToken })},
 	{"auth.admin_token", "", str(func(c *Config) *string { return &c.AdminToken })},
@@ -103,7 +131,7 @@ var settings = []setting{
 	{"summary.cache.sqlite", "false", boolean(func(c *Config) *bool { return &c.CacheSQLite })},
 	{"runs.page_size", "64", integer(func(c *Config) *int { return &c.RunsPageSize }, 1, 10000)},
 	{"runs.stale_after", "30m", duration(func(c *Config) *time.Duration { return &c.RunsStaleAfter }, time.Second)},
-	{"runs.evidence", "read_model", str(func(c *Config) *string { return &c.RunsEvidence })},
+	{"runs.evidence", string(runs.SourceReadModel), str(func(c *Config) *string { return &c.RunsEvidence })},
 	{"ingest.max_batch_events", "5000", integer(func(c *Config) *int { return &c.IngestMaxEvents }, 1, 5000)},
 	{"log.level", "info", str(func(c *Config) *string { return &c.LogLevel })},
 }
@@ -172,8 +200,8 @@ func LoadConfig(file string, explicit bool, env func(string) (string, bool), fla
 	if c.AdminToken != "" && (len(c.AdminToken) < 16 || c.AdminToken == c.OwnerToken) {
 		return nil, &ConfigError{Key: "auth.admin_token", Source: source["auth.admin_token"], Msg: "must be at least 16 characters and differ from the owner token"}
 	}
-	if c.RunsEvidence != "read_model" && c.RunsEvidence != "spine" {
-		return nil, &ConfigError{Key: "runs.evidence", Source: source["runs.evidence"], Msg: "must be read_model or spine"}
+	if _, err := runs.ParseSource(c.RunsEvidence); err != nil {
+		return nil, &ConfigError{Key: "runs.evidence", Source: source["runs.evidence"], Msg: err.Error()}
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -13,6 +13,7 @@ import (
 	"connsum/modules/catalog"
 	"connsum/modules/console"
 	"connsum/modules/httpx"
+	"connsum/modules/metrics"
 	"connsum/modules/retained"
 	"connsum/modules/runs"
 	"connsum/modules/summary"
@@ -26,14 +27,14 @@ type Listening struct{ Addr string }
 func Modules(cfg *Config, tokens Tokens, log *slog.Logger) fx.Option {
 	return fx.Options(
 		fx.Supply(cfg, tokens, log, bootstrap.Clock(time.Now)),
-		fx.Supply(bootstrap.Options{URL: cfg.DBURL, AutoMigrate: cfg.DBAutoMigrate,
-			Pool: bootstrap.PoolOptions{MaxOpenConns: cfg.DBMaxOpenConns, MaxIdleConns: cfg.DBMaxOpenConns}}),
-		fx.Supply(runs.Options{PageSize: cfg.RunsPageSize, StaleAfter: cfg.RunsStaleAfter, MaxBatchEvents: cfg.IngestMaxEvents, Evidence: cfg.RunsEvidence}),
+		fx.Supply(bootstrap.Options{URL: cfg.DBURL, AutoMigrate: cfg.DBAutoMigrate, Pool: poolOptions(cfg)}),
+		fx.Supply(runs.Options{PageSize: cfg.RunsPageSize, StaleAfter: cfg.RunsStaleAfter, MaxBatchEvents: cfg.IngestMaxEvents, Evidence: runs.Source(cfg.RunsEvidence)}),
 		bootstrap.Module,
+		metrics.Module,
 		catalog.Module,
 		runs.Module,
 		retained.Module,
-		fx.Supply(summary.Options{CacheTTL: cfg.CacheTTL, CacheSQLite: cfg.CacheSQLite}),
+		fx.Supply(summary.Options{CacheTTL: cfg.CacheTTL, CacheSQLite: cfg.CacheSQLite, ComputeTimeout: cfg.DBRequestTimeout}),
 		summary.Module,
 		console.Module,
 		fx.Provide(fx.Annotate(
@@ -46,6 +47,20 @@ func Modules(cfg *Config, tokens Tokens, log *slog.Logger) fx.Option {
 		fx.Invoke(startServer),
 		fx.NopLogger,
 	)
+}
+
+// poolOptions is the service's database pool. No transaction of a request outlives the
+// request, so the server may end a session idle in a transaction for longer than the request
+// deadline: that is a client that vanished mid-transaction (a network fault), and its locks must
+// not outlive it.
+func poolOptions(cfg *Config) bootstrap.PoolOptions {
+	return bootstrap.PoolOptions{
+		MaxOpenConns:             cfg.DBMaxOpenConns,
+		MaxIdleConns:             cfg.DBMaxOpenConns,
+		StatementTimeout:         cfg.DBStatementTimeout,
+		IdleInTransactionTimeout: cfg.DBRequestTimeout,
+		ConnectTimeout:           cfg.DBConnectTimeout,
+	}
 }
 
 // startServer listens after bootstrap is ready (Ready's start hook was appended first) and

@@ -351,19 +351,24 @@ func TestPostgresBackendsTerminatedUnderLoad(t *testing.T) {
 
 // tcpProxy forwards 127.0.0.1:port to the PostgreSQL server; cutting it closes the listener
 // and every forwarded connection, which is what the service sees when the database goes away.
+// In black-hole mode it models a network that silently drops packets instead: connections stay
+// open, new ones are accepted (and never reach the server), and every byte is discarded.
 type tcpProxy struct {
 	target string
 	addr   string
+
+	blackHole atomic.Bool
 
 	mu    sync.Mutex
 	ln    net.Listener
 	cut   bool
 	conns map[net.Conn]bool
+	held  map[net.Conn]bool // accepted in black-hole mode: no upstream, bytes discarded
 	wg    sync.WaitGroup
 }
 
 func startProxy(t *testing.T, target string) *tcpProxy {
-	p := &tcpProxy{target: target, conns: map[net.Conn]bool{}}
+	p := &tcpProxy{target: target, conns: map[net.Conn]bool{}, held: map[net.Conn]bool{}}
 	if err := p.listen("127.0.0.1:0"); err != nil {
 		t.Fatal(err)
 	}
@@ -394,6 +399,10 @@ func (p *tcpProxy) accept(ln net.Listener) {
 		if err != nil {
 			return
 		}
+		if p.blackHole.Load() {
+			p.hold(down)
+			continue
+		}
 		up, err := net.DialTimeout("tcp", p.target, 5*time.Second)
 		if err != nil {
 			down.Close()
@@ -414,9 +423,42 @@ func (p *tcpProxy) accept(ln net.Listener) {
 	}
 }
 
+// hold keeps a connection accepted during a black hole open and discards what it sends, until
+// the client gives up or the black hole ends.
+func (p *tcpProxy) hold(down net.Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cut {
+		down.Close()
+		return
+	}
+	p.held[down] = true
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		_, _ = io.Copy(io.Discard, down)
+		down.Close()
+		p.mu.Lock()
+		delete(p.held, down)
+		p.mu.Unlock()
+	}()
+}
+
+// pipe copies src to dst, dropping what arrives while the proxy is a black hole.
 func (p *tcpProxy) pipe(dst, src net.Conn) {
 	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !p.blackHole.Load() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
 	dst.Close()
 	src.Close()
 	p.mu.Lock()
@@ -434,6 +476,23 @@ func (p *tcpProxy) Cut() {
 		p.ln.Close()
 	}
 	for c := range p.conns {
+		c.Close()
+	}
+	for c := range p.held {
+		c.Close()
+	}
+}
+
+// BlackHole switches black-hole mode. Leaving it closes the connections accepted meanwhile:
+// their start-up bytes are gone, as they would be on a real network.
+func (p *tcpProxy) BlackHole(on bool) {
+	p.blackHole.Store(on)
+	if on {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.held {
 		c.Close()
 	}
 }

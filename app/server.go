@@ -1,12 +1,14 @@
 package app
 
 import (
+	"context"
 	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net/url"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/recover"
@@ -45,6 +47,7 @@ func NewServer(p ServerParams) *fiber.App {
 		ErrorHandler:          errorHandler(p.Log),
 	})
 	app.Use(recover.New())
+	app.Use(requestDeadline(p.Config.DBRequestTimeout))
 	sort.Slice(p.Middleware, func(i, j int) bool { return p.Middleware[i].Name < p.Middleware[j].Name })
 	for _, m := range p.Middleware {
 		app.Use(m.Handler)
@@ -70,6 +73,29 @@ func NewServer(p ServerParams) *fiber.App {
 	})
 	return app
 }
+
+// requestDeadline puts db.request_timeout on the request's context. Every module hands
+// c.UserContext() to the database, so waiting for a pooled connection, opening one and every
+// statement end by the deadline — pgx unblocks a read on a silent socket by setting a deadline
+// on the net.Conn, and closes that connection so the pool never hands it out again — and the
+// error handler answers 503. The deadline is set before any guard or module middleware, so no
+// route can run without it.
+func requestDeadline(d time.Duration) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		if d <= 0 {
+			return c.Next()
+		}
+		ctx, cancel := context.WithTimeout(c.UserContext(), d)
+		defer cancel()
+		c.SetUserContext(ctx)
+		return c.Next()
+	}
+}
+
+// retryAfterSeconds is the Retry-After of every 503: long enough that a retrying client does
+// not add to a database that is failing or overloaded, short enough to come back soon after it
+// recovers (the pool discards dead connections, so the next request after recovery succeeds).
+const retryAfterSeconds = "2"
 
 type guards struct{ tokens Tokens }
 
@@ -134,7 +160,9 @@ func (g guards) login(c *fiber.Ctx) error {
 	return c.Redirect(target, fiber.StatusSeeOther)
 }
 
-// errorHandler renders every error as the JSON error shape; 5xx never carry internals.
+// errorHandler renders every error as the JSON error shape; 5xx never carry internals, and a
+// 503 (database unavailable, out of its deadline, statement cancelled by statement_timeout)
+// says when to retry.
 func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 	return func(c *fiber.Ctx, err error) error {
 		e, ok := httpx.As(err)
@@ -154,6 +182,9 @@ func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 		default:
 			e = httpx.Internal
 			log.Error("request failed", "method", c.Method(), "path", safePath(c), "err", err)
+		}
+		if e.Status == fiber.StatusServiceUnavailable {
+			c.Set(fiber.HeaderRetryAfter, retryAfterSeconds)
 		}
 		return httpx.JSON(c, e.Status, fiber.Map{"error": e})
 	}

@@ -12,8 +12,10 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// IsUnavailable reports whether err means the database cannot be reached right now (connection
-// refused or lost, server shutting down), as opposed to a bad query. Such errors become 503.
+// IsUnavailable reports whether err means the database cannot answer right now (connection
+// refused or lost, server shutting down, the request's deadline passed while it waited for a
+// connection or an answer, the server's statement_timeout cancelled the statement), as opposed
+// to a bad query. Such errors become 503.
 func IsUnavailable(err error) bool {
 	if err == nil {
 		return false
@@ -29,9 +31,16 @@ func IsUnavailable(err error) bool {
 	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		// 08: connection exception; 57P: operator intervention (admin shutdown, crash shutdown,
-		// cannot connect now); 53300: too many connections.
-		return strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P") || pgErr.Code == "53300"
+		// 08: connection exception; 57: operator intervention (57014 query canceled by
+		// statement_timeout or a cancel request, 57P01 admin shutdown, 57P03 cannot connect now);
+		// 55P03: lock not available (lock_timeout); 25P03: the session sat idle in a transaction
+		// past idle_in_transaction_session_timeout; 53300: too many connections.
+		switch code := pgErr.Code; {
+		case strings.HasPrefix(code, "08"), strings.HasPrefix(code, "57"):
+			return true
+		default:
+			return code == "55P03" || code == "25P03" || code == "53300"
+		}
 	}
 	var connErr *pgconn.ConnectError
 	if errors.As(err, &connErr) {

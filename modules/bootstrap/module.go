@@ -45,8 +45,12 @@ func NewDB(lc fx.Lifecycle, o Options) (*bun.DB, error) {
 func NewReady(lc fx.Lifecycle, m *Migrator, o Options) *Ready {
 	r := &Ready{}
 	lc.Append(fx.StartHook(func(ctx context.Context) error {
+		m, done, err := startMigrator(ctx, m, o)
+		if err != nil {
+			return err
+		}
+		defer done()
 		var st State
-		var err error
 		if o.AutoMigrate {
 			st, err = m.Migrate(ctx)
 		} else {
@@ -68,6 +72,23 @@ func NewReady(lc fx.Lifecycle, m *Migrator, o Options) *Ready {
 		return nil
 	}))
 	return r
+}
+
+// startMigrator is the migrator of the start hook. On PostgreSQL the start migrates over a
+// short-lived pool of its own, as `connsum migrate` does: the service's pool carries
+// statement_timeout, which a migration's or an index repair's build on a large table may rightly
+// exceed, and it may be as small as one connection, which the advisory lock would hold while the
+// migrations wait for another (two connections: the lock holds one). Without a URL (a caller
+// that only hands over an open database) it migrates through m.
+func startMigrator(ctx context.Context, m *Migrator, o Options) (*Migrator, func(), error) {
+	if DialectOf(m.db) != Postgres || o.URL == "" {
+		return m, func() {}, nil
+	}
+	db, err := Open(ctx, o.URL, PoolOptions{MaxOpenConns: 2, ConnectTimeout: o.Pool.ConnectTimeout})
+	if err != nil {
+		return nil, nil, fmt.Errorf("bootstrap: open the migration connection: %w", err)
+	}
+	return NewMigrator(db), func() { _ = db.Close() }, nil
 }
 
 // Routes serves /healthz, /readyz and /admin/bootstrap.

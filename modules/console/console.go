@@ -183,9 +183,10 @@ func (p *Pages) runsPage(c *fiber.Ctx) error {
 
 func (p *Pages) connection(c *fiber.Ctx) error {
 	start := time.Now()
-	e, err := p.feed.Connection(c.UserContext(), c.Params("id"))
+	id := c.Params("id")
+	e, err := p.feed.Connection(c.UserContext(), id)
 	if err != nil {
-		return err
+		return summary.ConnectionHTTPError(id, err)
 	}
 	diag, err := p.feed.Diagnostics(c.UserContext(), e)
 	if err != nil {

@@ -2,10 +2,42 @@ package runs
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"connsum/modules/catalog"
 )
+
+// EvidenceKind is the item's `evidence` value (SPEC §2.3): where its run fields came from. The
+// kinds are defined here, next to the Evidence implementations that produce them, and nowhere else.
+type EvidenceKind string
+
+// The evidence kinds of SPEC §2.3.
+const (
+	EvidenceShallow   EvidenceKind = "shallow"    // not looked up: the overview without the read model
+	EvidenceDeep      EvidenceKind = "deep"       // the spine fold over run pages (SpineEvidence)
+	EvidenceReadModel EvidenceKind = "read_model" // the maintained read model (ReadModelEvidence)
+)
+
+// Source is a value of the runs.evidence setting: which Evidence implementation serves run
+// evidence. The empty Source is the default, the read model.
+type Source string
+
+// The values of runs.evidence.
+const (
+	SourceReadModel Source = "read_model"
+	SourceSpine     Source = "spine"
+)
+
+// ParseSource checks a runs.evidence value, so that configuration validation accepts exactly the
+// sources the module can wire.
+func ParseSource(v string) (Source, error) {
+	switch s := Source(v); s {
+	case SourceReadModel, SourceSpine:
+		return s, nil
+	}
+	return "", fmt.Errorf("must be %s or %s", SourceReadModel, SourceSpine)
+}
 
 // Candidate is one run considered for a connection, with the matcher's decision.
 type Candidate struct {
@@ -44,13 +76,25 @@ type Request struct {
 	Status string
 }
 
-// Evidence is the run-evidence port: the spine fold with per-projection page reuse, and later
-// the maintained read model.
+// Evidence is the run-evidence port: the spine fold with per-projection page reuse, the
+// maintained read model, and Shallow for an overview that reads no runs.
 type Evidence interface {
+	// For returns the evidence of the requested connections by connection id; a connection
+	// without evidence may be missing from the map.
 	For(ctx context.Context, req Request) (map[string]*ConnectionEvidence, error)
-	// Kind is the item's `evidence` value for this implementation ("deep" or "read_model").
-	Kind() string
+	// Kind is the item's `evidence` value for this implementation.
+	Kind() EvidenceKind
 }
+
+// Shallow is the Evidence of an overview that does not look runs up (the spine configuration):
+// it reads nothing, so the items' run fields are null and their kind is shallow.
+type Shallow struct{}
+
+// For implements Evidence: no statements, no evidence.
+func (Shallow) For(context.Context, Request) (map[string]*ConnectionEvidence, error) { return nil, nil }
+
+// Kind implements Evidence.
+func (Shallow) Kind() EvidenceKind { return EvidenceShallow }
 
 // SpineEvidence derives evidence by folding run pages of the spine (SPEC §4.3).
 type SpineEvidence struct{ src *PageSource }
@@ -59,7 +103,7 @@ type SpineEvidence struct{ src *PageSource }
 func NewSpineEvidence(src *PageSource) *SpineEvidence { return &SpineEvidence{src: src} }
 
 // Kind implements Evidence.
-func (e *SpineEvidence) Kind() string { return "deep" }
+func (e *SpineEvidence) Kind() EvidenceKind { return EvidenceDeep }
 
 // For implements Evidence. Each connection reads its connector's unfiltered page; only when that
 // page holds no matching success and does not cover the whole history does it read the

@@ -12,69 +12,65 @@ import (
 	"connsum/modules/httpx"
 )
 
-// Evidence sources (runs.evidence).
-const (
-	EvidenceReadModel = "read_model"
-	EvidenceSpine     = "spine"
-)
-
 // Options configures run evidence and ingest.
 type Options struct {
 	PageSize       int           // runs.page_size: runs per run page
 	StaleAfter     time.Duration // runs.stale_after: when a started run without terminal event is orphaned
 	MaxBatchEvents int           // ingest.max_batch_events
-	Evidence       string        // runs.evidence: read_model (default) or spine
+	Evidence       Source        // runs.evidence: read_model (default) or spine
 }
 
-// OverviewEvidence is the evidence the overview may carry at the cost of a shallow read: the
-// read model, or nil (the overview stays shallow) with the spine pipeline.
-type OverviewEvidence struct{ Evidence Evidence }
+// Wiring is everything runs.evidence decides, made in one place (NewWiring) so that no other
+// provider, and no consumer, branches on the setting again. Deep reads (deep lists, scoped reads,
+// the runs and diagnostics routes) go through Evidence, the overview through Overview, and the
+// catalog's writes through Hook, which the catalog requires: a service without this module does
+// not start, rather than silently leaving the read model behind.
+type Wiring struct {
+	fx.Out
 
-func useReadModel(o Options) bool { return o.Evidence != EvidenceSpine }
+	Evidence Evidence
+	Overview Evidence `name:"overview"`
+	Hook     catalog.WriteHook
+	Ingester *Ingester
+}
 
-// newReadModel builds the read model and, when it is the evidence source, catches it up with
-// the spine at start (after migrations: it depends on bootstrap.Ready).
-func newReadModel(lc fx.Lifecycle, db *bun.DB, o Options, now bootstrap.Clock, _ *bootstrap.Ready) *ReadModel {
-	rm := NewReadModel(db, o, now)
-	if useReadModel(o) {
-		lc.Append(fx.StartHook(func(ctx context.Context) error {
-			_, err := rm.CatchUp(ctx, db)
-			return err
-		}))
+// NewWiring builds one of the two evidence configurations:
+//   - read model (the default): the read model is the evidence of every read, the overview's
+//     included; the catalog's writes and every append maintain it, and the start catches it up
+//     with the spine (after migrations: it depends on bootstrap.Ready);
+//   - spine: deep reads fold run pages, the overview stays shallow, appends maintain nothing and
+//     the catalog's hook explicitly does nothing.
+func NewWiring(lc fx.Lifecycle, db *bun.DB, o Options, now bootstrap.Clock, _ *bootstrap.Ready) Wiring {
+	if o.Evidence == SourceSpine {
+		return Wiring{Evidence: NewSpineEvidence(NewPageSource(db, o, now)), Overview: Shallow{}, Hook: NoWriteHook{},
+			Ingester: NewIngester(db, now, nil)}
 	}
-	return rm
+	rm := NewReadModel(db, o, now)
+	lc.Append(fx.StartHook(func(ctx context.Context) error {
+		_, err := rm.CatchUp(ctx, db)
+		return err
+	}))
+	ev := NewReadModelEvidence(rm)
+	return Wiring{Evidence: ev, Overview: ev, Hook: rm, Ingester: NewIngester(db, now, rm)}
 }
 
-// Module provides ingest, run pages, the read model and the Evidence port chosen by
-// runs.evidence; with the read model it also hooks the catalog's and the ingester's writes.
+// NoWriteHook is the catalog.WriteHook of the spine configuration, where no derived state
+// follows the catalog's writes.
+type NoWriteHook struct{}
+
+// ConnectionCreated implements catalog.WriteHook.
+func (NoWriteHook) ConnectionCreated(context.Context, bun.Tx, *catalog.Connection, *catalog.Connector) error {
+	return nil
+}
+
+// ProfileKeyChanged implements catalog.WriteHook.
+func (NoWriteHook) ProfileKeyChanged(context.Context, bun.Tx, string) error { return nil }
+
+// Module provides ingest, the ingest route and the evidence configuration runs.evidence names
+// (NewWiring).
 var Module = fx.Module("runs",
 	fx.Provide(
-		newReadModel,
-		func(db *bun.DB, o Options, now bootstrap.Clock) *PageSource { return NewPageSource(db, o, now) },
-		func(db *bun.DB, now bootstrap.Clock, o Options, rm *ReadModel) *Ingester {
-			if useReadModel(o) {
-				return NewIngester(db, now, rm)
-			}
-			return NewIngester(db, now, nil)
-		},
-		func(o Options, rm *ReadModel) catalog.WriteHook {
-			if useReadModel(o) {
-				return rm
-			}
-			return nil
-		},
-		func(o Options, src *PageSource, rm *ReadModel) Evidence {
-			if useReadModel(o) {
-				return NewReadModelEvidence(rm)
-			}
-			return NewSpineEvidence(src)
-		},
-		func(o Options, ev Evidence) OverviewEvidence {
-			if useReadModel(o) {
-				return OverviewEvidence{Evidence: ev}
-			}
-			return OverviewEvidence{}
-		},
+		NewWiring,
 		fx.Annotate(func(in *Ingester, o Options) *IngestHandlers { return NewIngestHandlers(in, o.MaxBatchEvents) },
 			fx.As(new(httpx.Registrar)), fx.ResultTags(`group:"routes"`)),
 	),

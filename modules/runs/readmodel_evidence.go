@@ -21,7 +21,7 @@ type ReadModelEvidence struct{ m *ReadModel }
 func NewReadModelEvidence(m *ReadModel) *ReadModelEvidence { return &ReadModelEvidence{m: m} }
 
 // Kind implements Evidence.
-func (e *ReadModelEvidence) Kind() string { return "read_model" }
+func (e *ReadModelEvidence) Kind() EvidenceKind { return EvidenceReadModel }
 
 // HistoryPerConnection is how many runs a deep read lists per connection.
 const HistoryPerConnection = 64

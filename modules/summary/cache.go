@@ -22,15 +22,16 @@ const (
 	Off    Outcome = "off"
 )
 
-// Cache is the overview cache port: TTL plus single flight over overview keys.
-type Cache interface {
+// Cache is the overview cache port: TTL plus single flight over overview keys, holding values
+// of type V. The feed holds a ResultCache; the tests of the cache itself hold anything.
+type Cache[V any] interface {
 	// CatalogChanged invalidates on connector/connection writes (catalog.ChangeNotifier).
 	catalog.ChangeNotifier
 	// Get returns the value for key, computing it with compute when missing or expired.
 	// Concurrent callers for one key share one computation.
-	Get(ctx context.Context, key string, compute func(context.Context) (any, error)) (any, Outcome, error)
+	Get(ctx context.Context, key string, compute func(context.Context) (V, error)) (V, Outcome, error)
 	// Peek returns a live cached value without computing or counting anything.
-	Peek(key string) (any, bool)
+	Peek(key string) (V, bool)
 	// Invalidate drops every entry; computations already running are not stored.
 	Invalidate()
 	// Stats reports the cache state for /admin/summary-cache.
@@ -38,6 +39,9 @@ type Cache interface {
 	// CountBypass records a request that skipped the cache.
 	CountBypass()
 }
+
+// ResultCache is the cache of the feed's computed overviews.
+type ResultCache = Cache[*Result]
 
 // CacheStats is the admin view of the cache.
 type CacheStats struct {
@@ -62,38 +66,38 @@ type EntryStats struct {
 // OverviewCache is the in-process Cache. A value lives ttl after its computation finished.
 // Computations are detached from the requester's context, so a requester that goes away does
 // not cancel the work others wait for; errors reach every waiter and are not stored.
-type OverviewCache struct {
+type OverviewCache[V any] struct {
 	ttl     time.Duration
 	now     bootstrap.Clock
 	timeout time.Duration
 
 	mu       sync.Mutex
 	gen      uint64
-	entries  map[string]cacheEntry
-	inflight map[string]*flight
+	entries  map[string]cacheEntry[V]
+	inflight map[string]*flight[V]
 	stats    CacheStats
 }
 
-type cacheEntry struct {
-	value  any
+type cacheEntry[V any] struct {
+	value  V
 	stored time.Time
 }
 
-type flight struct {
+type flight[V any] struct {
 	done  chan struct{}
-	value any
+	value V
 	err   error
 }
 
 // NewOverviewCache returns an enabled cache with the given TTL.
-func NewOverviewCache(ttl time.Duration, now bootstrap.Clock) *OverviewCache {
-	return &OverviewCache{ttl: ttl, now: now, timeout: 30 * time.Second,
-		entries: map[string]cacheEntry{}, inflight: map[string]*flight{},
+func NewOverviewCache[V any](ttl time.Duration, now bootstrap.Clock) *OverviewCache[V] {
+	return &OverviewCache[V]{ttl: ttl, now: now, timeout: 30 * time.Second,
+		entries: map[string]cacheEntry[V]{}, inflight: map[string]*flight[V]{},
 		stats: CacheStats{Enabled: true, Why: "enabled", TTLSeconds: ttl.Seconds()}}
 }
 
 // Get implements Cache.
-func (c *OverviewCache) Get(ctx context.Context, key string, compute func(context.Context) (any, error)) (any, Outcome, error) {
+func (c *OverviewCache[V]) Get(ctx context.Context, key string, compute func(context.Context) (V, error)) (V, Outcome, error) {
 	c.mu.Lock()
 	if e, ok := c.entries[key]; ok && c.now().Sub(e.stored) < c.ttl {
 		c.stats.Hits++
@@ -106,7 +110,7 @@ func (c *OverviewCache) Get(ctx context.Context, key string, compute func(contex
 		return c.wait(ctx, f, Shared)
 	}
 	c.stats.Misses++
-	f := &flight{done: make(chan struct{})}
+	f := &flight[V]{done: make(chan struct{})}
 	c.inflight[key] = f
 	gen := c.gen
 	c.mu.Unlock()
@@ -123,7 +127,7 @@ func (c *OverviewCache) Get(ctx context.Context, key string, compute func(contex
 		case f.err != nil:
 			c.stats.Errors++
 		case gen == c.gen:
-			c.entries[key] = cacheEntry{value: f.value, stored: c.now()}
+			c.entries[key] = cacheEntry[V]{value: f.value, stored: c.now()}
 		}
 		c.mu.Unlock()
 		close(f.done)
@@ -131,47 +135,49 @@ func (c *OverviewCache) Get(ctx context.Context, key string, compute func(contex
 	return c.wait(ctx, f, Miss)
 }
 
-func (c *OverviewCache) wait(ctx context.Context, f *flight, o Outcome) (any, Outcome, error) {
+func (c *OverviewCache[V]) wait(ctx context.Context, f *flight[V], o Outcome) (V, Outcome, error) {
 	select {
 	case <-f.done:
 		return f.value, o, f.err
 	case <-ctx.Done():
-		return nil, o, ctx.Err()
+		var none V
+		return none, o, ctx.Err()
 	}
 }
 
 // Peek implements Cache.
-func (c *OverviewCache) Peek(key string) (any, bool) {
+func (c *OverviewCache[V]) Peek(key string) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e, ok := c.entries[key]; ok && c.now().Sub(e.stored) < c.ttl {
 		return e.value, true
 	}
-	return nil, false
+	var none V
+	return none, false
 }
 
 // Invalidate implements Cache. Flights started before it still answer their waiters but are
 // not stored, and the next request starts a fresh computation.
-func (c *OverviewCache) Invalidate() {
+func (c *OverviewCache[V]) Invalidate() {
 	c.mu.Lock()
 	c.gen++
-	c.entries = map[string]cacheEntry{}
-	c.inflight = map[string]*flight{}
+	c.entries = map[string]cacheEntry[V]{}
+	c.inflight = map[string]*flight[V]{}
 	c.mu.Unlock()
 }
 
 // CatalogChanged implements catalog.ChangeNotifier.
-func (c *OverviewCache) CatalogChanged() { c.Invalidate() }
+func (c *OverviewCache[V]) CatalogChanged() { c.Invalidate() }
 
 // CountBypass implements Cache.
-func (c *OverviewCache) CountBypass() {
+func (c *OverviewCache[V]) CountBypass() {
 	c.mu.Lock()
 	c.stats.Bypasses++
 	c.mu.Unlock()
 }
 
 // Stats implements Cache.
-func (c *OverviewCache) Stats() CacheStats {
+func (c *OverviewCache[V]) Stats() CacheStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	s := c.stats
@@ -186,35 +192,38 @@ func (c *OverviewCache) Stats() CacheStats {
 }
 
 // NoCache is the Cache where caching is disabled: every request computes.
-type NoCache struct {
+type NoCache[V any] struct {
 	why string
 	mu  sync.Mutex
 	n   CacheStats
 }
 
 // NewNoCache returns a disabled cache that says why.
-func NewNoCache(why string) *NoCache { return &NoCache{why: why} }
+func NewNoCache[V any](why string) *NoCache[V] { return &NoCache[V]{why: why} }
 
 // Get implements Cache.
-func (c *NoCache) Get(ctx context.Context, _ string, compute func(context.Context) (any, error)) (any, Outcome, error) {
+func (c *NoCache[V]) Get(ctx context.Context, _ string, compute func(context.Context) (V, error)) (V, Outcome, error) {
 	v, err := compute(ctx)
 	return v, Off, err
 }
 
 // Invalidate implements Cache.
-func (c *NoCache) Invalidate() {}
+func (c *NoCache[V]) Invalidate() {}
 
 // Peek implements Cache.
-func (c *NoCache) Peek(string) (any, bool) { return nil, false }
+func (c *NoCache[V]) Peek(string) (V, bool) {
+	var none V
+	return none, false
+}
 
 // CatalogChanged implements catalog.ChangeNotifier.
-func (c *NoCache) CatalogChanged() {}
+func (c *NoCache[V]) CatalogChanged() {}
 
 // CountBypass implements Cache.
-func (c *NoCache) CountBypass() { c.mu.Lock(); c.n.Bypasses++; c.mu.Unlock() }
+func (c *NoCache[V]) CountBypass() { c.mu.Lock(); c.n.Bypasses++; c.mu.Unlock() }
 
 // Stats implements Cache.
-func (c *NoCache) Stats() CacheStats {
+func (c *NoCache[V]) Stats() CacheStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return CacheStats{Enabled: false, Why: c.why, Entries: []EntryStats{}, Bypasses: c.n.Bypasses}

@@ -51,7 +51,7 @@ func (b *blockingCompute) fn(ctx context.Context) (any, error) {
 
 func TestCacheConcurrentGetsShareOneComputation(t *testing.T) {
 	clk := newSumClock(sumT0)
-	c := summary.NewOverviewCache(5*time.Second, clk.Now)
+	c := summary.NewOverviewCache[any](5*time.Second, clk.Now)
 	b := newBlocking("v1", nil)
 	const n = 50
 	outcomes := make([]summary.Outcome, n)
@@ -99,7 +99,7 @@ func TestCacheConcurrentGetsShareOneComputation(t *testing.T) {
 
 func TestCacheValueLivesTTLAfterComputationFinished(t *testing.T) {
 	clk := newSumClock(sumT0)
-	c := summary.NewOverviewCache(5*time.Second, clk.Now)
+	c := summary.NewOverviewCache[any](5*time.Second, clk.Now)
 	var n atomic.Int32
 	slow := func(context.Context) (any, error) {
 		n.Add(1)
@@ -133,7 +133,7 @@ func TestCacheValueLivesTTLAfterComputationFinished(t *testing.T) {
 
 func TestCacheErrorsReachEveryWaiterAndAreNotStored(t *testing.T) {
 	clk := newSumClock(sumT0)
-	c := summary.NewOverviewCache(5*time.Second, clk.Now)
+	c := summary.NewOverviewCache[any](5*time.Second, clk.Now)
 	boom := errors.New("database down")
 	b := newBlocking(nil, boom)
 	const n = 10
@@ -172,7 +172,7 @@ func TestCacheErrorsReachEveryWaiterAndAreNotStored(t *testing.T) {
 
 func TestCacheInvalidateDuringComputation(t *testing.T) {
 	clk := newSumClock(sumT0)
-	c := summary.NewOverviewCache(5*time.Second, clk.Now)
+	c := summary.NewOverviewCache[any](5*time.Second, clk.Now)
 	old := newBlocking("stale", nil)
 	type got struct {
 		v   any
@@ -214,7 +214,7 @@ func TestCacheInvalidateDuringComputation(t *testing.T) {
 	}
 
 	// Invalidate with no competing request: the running computation is not stored at all.
-	c2 := summary.NewOverviewCache(5*time.Second, clk.Now)
+	c2 := summary.NewOverviewCache[any](5*time.Second, clk.Now)
 	b := newBlocking("before", nil)
 	done := make(chan struct{})
 	go func() { _, _, _ = c2.Get(context.Background(), "k", b.fn); close(done) }()
@@ -233,7 +233,7 @@ func TestCacheInvalidateDuringComputation(t *testing.T) {
 
 func TestCacheComputationOutlivesItsFirstRequester(t *testing.T) {
 	clk := newSumClock(sumT0)
-	c := summary.NewOverviewCache(5*time.Second, clk.Now)
+	c := summary.NewOverviewCache[any](5*time.Second, clk.Now)
 	b := newBlocking("v", nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	firstErr := make(chan error, 1)
@@ -260,7 +260,7 @@ func TestCacheComputationOutlivesItsFirstRequester(t *testing.T) {
 }
 
 func TestNoCacheAlwaysComputes(t *testing.T) {
-	c := summary.NewNoCache("off for the test")
+	c := summary.NewNoCache[any]("off for the test")
 	var n int
 	for i := 0; i < 3; i++ {
 		v, o, err := c.Get(context.Background(), "k", func(context.Context) (any, error) { n++; return n, nil })
@@ -283,8 +283,8 @@ func TestNewCachePicksByDialect(t *testing.T) {
 		def := summary.NewCache(summary.Options{CacheTTL: 5 * time.Second}, db, now)
 		forced := summary.NewCache(summary.Options{CacheTTL: 5 * time.Second, CacheSQLite: true}, db, now)
 		off := summary.NewCache(summary.Options{CacheTTL: 0, CacheSQLite: true}, db, now)
-		isOn := func(c summary.Cache) bool { _, ok := c.(*summary.OverviewCache); return ok }
-		isOff := func(c summary.Cache) bool { _, ok := c.(*summary.NoCache); return ok }
+		isOn := func(c summary.ResultCache) bool { _, ok := c.(*summary.OverviewCache[*summary.Result]); return ok }
+		isOff := func(c summary.ResultCache) bool { _, ok := c.(*summary.NoCache[*summary.Result]); return ok }
 		if bootstrap.DialectOf(db) == bootstrap.Postgres {
 			if !isOn(def) {
 				t.Errorf("PostgreSQL default: %T, want *OverviewCache", def)

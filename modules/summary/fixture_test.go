@@ -93,7 +93,7 @@ func (f *sumFixture) projector(pageSize int, snap retained.Snapshot) *summary.Pr
 		snap = f.ret
 	}
 	src := runs.NewPageSource(f.db, runs.Options{PageSize: pageSize}, f.clock.Now)
-	return summary.NewProjector(f.cat, snap, runs.NewSpineEvidence(src), nil, f.clock.Now)
+	return summary.NewProjector(f.cat, snap, runs.NewSpineEvidence(src), runs.Shallow{}, f.clock.Now)
 }
 
 func sumAt(d time.Duration) string { return sumT0.Add(d).Format(time.RFC3339Nano) }

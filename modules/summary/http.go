@@ -1,7 +1,7 @@
 package summary
 
 import (
-	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -11,51 +11,38 @@ import (
 
 	"connsum/modules/catalog"
 	"connsum/modules/httpx"
-	"connsum/modules/runs"
 )
 
-// Handlers serves the feed, the deep diagnostics routes and the admin routes.
+// Handlers serves the feed, the deep diagnostics routes and the admin routes over the Feed. This
+// is the feed's HTTP layer: it parses queries, maps the feed's domain errors to API errors and
+// writes headers; everything else is a Feed method.
 type Handlers struct {
-	*Feed
+	feed *Feed
 }
 
 // NewHandlers returns the summary handlers over feed.
-func NewHandlers(feed *Feed) *Handlers { return &Handlers{Feed: feed} }
+func NewHandlers(feed *Feed) *Handlers { return &Handlers{feed: feed} }
 
 // Routes implements httpx.Registrar.
 func (h *Handlers) Routes() []httpx.Route {
 	return []httpx.Route{
-		{Method: fiber.MethodGet, Path: "/_ref/connectors", Access: httpx.Owner, Handler: h.feed},
+		{Method: fiber.MethodGet, Path: "/_ref/connectors", Access: httpx.Owner, Handler: h.serveFeed},
 		{Method: fiber.MethodGet, Path: "/_ref/connections/:id/runs", Access: httpx.Owner, Handler: h.runs},
 		{Method: fiber.MethodGet, Path: "/_ref/connections/:id/diagnostics", Access: httpx.Owner, Handler: h.diagnostics},
 		{Method: fiber.MethodGet, Path: "/admin/summary-cache", Access: httpx.Admin, Handler: h.cacheState},
 		{Method: fiber.MethodDelete, Path: "/admin/summary-cache", Access: httpx.Admin, Handler: h.cacheDrop},
 		{Method: fiber.MethodGet, Path: "/admin/connectors", Access: httpx.Admin, Handler: h.adminConnectors},
-		{Method: fiber.MethodGet, Path: "/metrics", Access: httpx.Admin, Handler: h.metrics.Handler()},
 	}
 }
 
-// Envelope is the list envelope.
-type Envelope struct {
-	Object     string  `json:"object"`
-	Data       []Item  `json:"data"`
-	HasMore    bool    `json:"has_more"`
-	NextCursor *string `json:"next_cursor"`
-}
-
-func envelope(r *Result) Envelope {
-	data := r.Items
-	if data == nil {
-		data = []Item{}
+// ConnectionHTTPError is where a connection lookup's domain error becomes an API error, for the
+// feed's routes and the console's pages alike: catalog.ErrNotFound is a 404 naming the
+// connection; any other error is left to the error handler.
+func ConnectionHTTPError(id string, err error) error {
+	if errors.Is(err, catalog.ErrNotFound) {
+		return httpx.NotFound("connection_id", "no connection %q", id)
 	}
-	return Envelope{Object: "list", Data: data, HasMore: r.HasMore, NextCursor: r.NextCursor}
-}
-
-// FeedRequest is a parsed GET /_ref/connectors query.
-type FeedRequest struct {
-	Scoped     bool
-	Connection string
-	List       ListQuery
+	return err
 }
 
 var allowedParams = map[string]bool{"connection": true, "connector_id": true, "depth": true, "limit": true, "cursor": true, "_data": true}
@@ -140,13 +127,13 @@ func setTimingHeaders(c *fiber.Ctx, st Stats, outcome Outcome, total time.Durati
 	c.Set("X-Summary-Statements", strconv.Itoa(st.Statements))
 }
 
-func (h *Handlers) feed(c *fiber.Ctx) error {
+func (h *Handlers) serveFeed(c *fiber.Ctx) error {
 	start := time.Now()
 	fr, err := ParseFeedQuery(queryArgs(c))
 	if err != nil {
 		return err
 	}
-	res, outcome, err := h.Read(c.UserContext(), fr)
+	res, outcome, err := h.feed.Read(c.UserContext(), fr)
 	if err != nil {
 		return err
 	}
@@ -161,7 +148,12 @@ func (h *Handlers) feed(c *fiber.Ctx) error {
 }
 
 func (h *Handlers) connection(c *fiber.Ctx) (*catalog.Entry, error) {
-	return h.Connection(c.UserContext(), c.Params("id"))
+	id := c.Params("id")
+	e, err := h.feed.Connection(c.UserContext(), id)
+	if err != nil {
+		return nil, ConnectionHTTPError(id, err)
+	}
+	return e, nil
 }
 
 // runs serves a connection's run summaries, newest first, within the evidence's window.
@@ -182,7 +174,7 @@ func (h *Handlers) runs(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	out, err := h.Runs(c.UserContext(), e, status, limit)
+	out, err := h.feed.Runs(c.UserContext(), e, status, limit)
 	if err != nil {
 		return err
 	}
@@ -192,26 +184,12 @@ func (h *Handlers) runs(c *fiber.Ctx) error {
 var runStatuses = map[string]bool{"succeeded": true, "failed": true, "cancelled": true, "abandoned": true, "in_progress": true,
 	"surface_failed": true, "waiting_for_browser_surface": true, "unknown": true}
 
-// Diagnostics is the body of GET /_ref/connections/{id}/diagnostics.
-type Diagnostics struct {
-	Object             string             `json:"object"`
-	Item               *Item              `json:"item"`
-	ExpectedProfileKey string             `json:"expected_profile_key"`
-	PagesRead          []runs.PageKey     `json:"pages_read"`
-	Candidates         []runs.Candidate   `json:"candidates"`
-	Statements         int                `json:"statements"`
-	Timings            map[string]float64 `json:"timings"`
-	// Runs are the connection's matching runs in run order (the console's history); the API
-	// shows them through the candidates.
-	Runs []runs.Summary `json:"-"`
-}
-
 func (h *Handlers) diagnostics(c *fiber.Ctx) error {
 	e, err := h.connection(c)
 	if err != nil {
 		return err
 	}
-	d, err := h.Diagnostics(c.UserContext(), e)
+	d, err := h.feed.Diagnostics(c.UserContext(), e)
 	if err != nil {
 		return err
 	}
@@ -219,75 +197,32 @@ func (h *Handlers) diagnostics(c *fiber.Ctx) error {
 }
 
 func (h *Handlers) cacheState(c *fiber.Ctx) error {
-	return httpx.JSON(c, fiber.StatusOK, h.cache.Stats())
+	return httpx.JSON(c, fiber.StatusOK, h.feed.CacheStats())
 }
 
 func (h *Handlers) cacheDrop(c *fiber.Ctx) error {
-	h.cache.Invalidate()
+	h.feed.DropCache()
 	return c.SendStatus(fiber.StatusNoContent)
 }
 
-// adminConnectors computes the overview fresh (no cache, no single flight) and compares it
+// adminConnectors serves the overview computed fresh (no cache, no single flight) and compared
 // with the cached value.
 func (h *Handlers) adminConnectors(c *fiber.Ctx) error {
-	q := ListQuery{Pipeline: PipelineOverview}
+	concurrency := 0
 	if v := c.Query("concurrency"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 64 {
 			return httpx.Invalid("concurrency", "must be an integer from 1 to 64")
 		}
-		q.Concurrency = n
+		concurrency = n
 	}
 	if v := c.Query("bypass"); v != "" && v != "1" && v != "true" {
 		return httpx.Invalid("bypass", "must be 1")
 	}
-	h.cache.CountBypass()
-	res, err := h.projector.List(c.UserContext(), q)
-	h.metrics.Observe(PipelineOverview, res, err)
+	fo, err := h.feed.FreshOverview(c.UserContext(), concurrency)
 	if err != nil {
 		return err
 	}
-	diag := fiber.Map{"statements": res.Stats.Statements, "timings": res.Stats.StageMillis(), "cache": "bypass"}
-	// Compare with the cached value without computing one.
-	if cached, ok := h.cache.Peek(q.CacheKey()); ok {
-		diff := diffItems(cached.(*Result).Items, res.Items)
-		diag["differs_from_cache"], diag["differing_connection_ids"] = len(diff) > 0, diff
-	} else {
-		diag["differs_from_cache"], diag["differing_connection_ids"] = nil, []string{}
-	}
-	setTimingHeaders(c, res.Stats, Bypass, res.Stats.Total)
-	env := envelope(res)
-	return httpx.JSON(c, fiber.StatusOK, fiber.Map{"object": env.Object, "data": env.Data, "has_more": env.HasMore,
-		"next_cursor": env.NextCursor, "diagnostics": diag})
-}
-
-func diffItems(a, b []Item) []string {
-	index := map[string]Item{}
-	for _, it := range a {
-		index[it.ConnectionID] = it
-	}
-	var out []string
-	seen := map[string]bool{}
-	for _, it := range b {
-		seen[it.ConnectionID] = true
-		old, ok := index[it.ConnectionID]
-		if !ok || !sameJSON(old, it) {
-			out = append(out, it.ConnectionID)
-		}
-	}
-	for id := range index {
-		if !seen[id] {
-			out = append(out, id)
-		}
-	}
-	if out == nil {
-		out = []string{}
-	}
-	return out
-}
-
-func sameJSON(a, b Item) bool {
-	ja, _ := json.Marshal(a)
-	jb, _ := json.Marshal(b)
-	return string(ja) == string(jb)
+	setTimingHeaders(c, fo.Stats, Bypass, fo.Stats.Total)
+	return httpx.JSON(c, fiber.StatusOK, fo)
 }

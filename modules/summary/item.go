@@ -11,13 +11,6 @@ import (
 	"connsum/modules/runs"
 )
 
-// Evidence kinds of the item's `evidence` field.
-const (
-	EvidenceShallow   = "shallow"
-	EvidenceDeep      = "deep"
-	EvidenceReadModel = "read_model"
-)
-
 // StreamRecords is one entry of stream_records.
 type StreamRecords struct {
 	Stream       string  `json:"stream"`
@@ -49,38 +42,40 @@ type Health struct {
 
 // Item is one connector_summary. Field order follows SPEC §2.3; every key is always present.
 type Item struct {
-	Object               string          `json:"object"`
-	ConnectionID         string          `json:"connection_id"`
-	ConnectorInstanceID  string          `json:"connector_instance_id"`
-	ConnectorID          string          `json:"connector_id"`
-	ConnectorDisplayName string          `json:"connector_display_name"`
-	DisplayName          string          `json:"display_name"`
-	Status               string          `json:"status"`
-	RevokedAt            *string         `json:"revoked_at"`
-	SourceKind           string          `json:"source_kind"`
-	CreatedAt            string          `json:"created_at"`
-	ManifestVersion      *string         `json:"manifest_version"`
-	Streams              []string        `json:"streams"`
-	RefreshPolicy        json.RawMessage `json:"refresh_policy"`
-	TotalRecords         int64           `json:"total_records"`
-	StreamCount          int             `json:"stream_count"`
-	StreamRecords        []StreamRecords `json:"stream_records"`
-	RetainedBytes        *RetainedBytes  `json:"retained_bytes"`
-	TotalRetainedBytes   *int64          `json:"total_retained_bytes"`
-	Evidence             string          `json:"evidence"`
-	LastRun              *runs.Summary   `json:"last_run"`
-	LastSuccessfulRun    *runs.Summary   `json:"last_successful_run"`
-	Freshness            Freshness       `json:"freshness"`
-	Health               Health          `json:"health"`
+	Object               string            `json:"object"`
+	ConnectionID         string            `json:"connection_id"`
+	ConnectorInstanceID  string            `json:"connector_instance_id"`
+	ConnectorID          string            `json:"connector_id"`
+	ConnectorDisplayName string            `json:"connector_display_name"`
+	DisplayName          string            `json:"display_name"`
+	Status               string            `json:"status"`
+	RevokedAt            *string           `json:"revoked_at"`
+	SourceKind           string            `json:"source_kind"`
+	CreatedAt            string            `json:"created_at"`
+	ManifestVersion      *string           `json:"manifest_version"`
+	Streams              []string          `json:"streams"`
+	RefreshPolicy        json.RawMessage   `json:"refresh_policy"`
+	TotalRecords         int64             `json:"total_records"`
+	StreamCount          int               `json:"stream_count"`
+	StreamRecords        []StreamRecords   `json:"stream_records"`
+	RetainedBytes        *RetainedBytes    `json:"retained_bytes"`
+	TotalRetainedBytes   *int64            `json:"total_retained_bytes"`
+	Evidence             runs.EvidenceKind `json:"evidence"`
+	LastRun              *runs.Summary     `json:"last_run"`
+	LastSuccessfulRun    *runs.Summary     `json:"last_successful_run"`
+	Freshness            Freshness         `json:"freshness"`
+	Health               Health            `json:"health"`
 }
 
 // Input is everything one item is built from.
 type Input struct {
 	Entry    catalog.Entry
 	Retained *retained.Retained // nil: no rows
-	// Evidence is nil on the shallow overview (run fields not looked up).
-	Evidence     *runs.ConnectionEvidence
-	EvidenceKind string
+	// Evidence is the connection's run evidence; nil when none was found or none was looked up.
+	Evidence *runs.ConnectionEvidence
+	// EvidenceKind says where Evidence came from (the Evidence port's Kind); the zero value is
+	// shallow: run fields not looked up.
+	EvidenceKind runs.EvidenceKind
 	Now          time.Time
 }
 
@@ -93,7 +88,10 @@ func Project(in Input) Item {
 		ConnectorID: conn.ConnectorID, ConnectorDisplayName: k.DisplayName, DisplayName: conn.DisplayName,
 		Status: conn.Status, RevokedAt: conn.RevokedAt, SourceKind: conn.SourceKind, CreatedAt: conn.CreatedAt,
 		ManifestVersion: k.Version, Streams: k.Streams(), RefreshPolicy: k.RefreshPolicy(),
-		StreamRecords: []StreamRecords{}, Evidence: EvidenceShallow,
+		StreamRecords: []StreamRecords{}, Evidence: in.EvidenceKind,
+	}
+	if it.Evidence == "" {
+		it.Evidence = runs.EvidenceShallow
 	}
 	if it.RefreshPolicy == nil {
 		it.RefreshPolicy = json.RawMessage("null")
@@ -112,9 +110,8 @@ func Project(in Input) Item {
 			it.TotalRetainedBytes = &total
 		}
 	}
-	if in.Evidence != nil {
-		it.Evidence = in.EvidenceKind
-		it.LastRun, it.LastSuccessfulRun = in.Evidence.LastRun, in.Evidence.LastSuccessfulRun
+	if ev := in.Evidence; ev != nil {
+		it.LastRun, it.LastSuccessfulRun = ev.LastRun, ev.LastSuccessfulRun
 	}
 	it.Freshness = freshness(it.LastRun, it.LastSuccessfulRun, k.MaxStalenessSeconds(), in.Now)
 	it.Health = health(conn.Status, it.LastRun, it.Freshness)

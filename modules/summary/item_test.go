@@ -43,7 +43,7 @@ func itemRun(id, status string, ago time.Duration, reason string) *runs.Summary 
 }
 
 func deepInput(status, manifest string, last, success *runs.Summary) summary.Input {
-	return summary.Input{Entry: itemEntry(status, manifest), Now: itemNow, EvidenceKind: summary.EvidenceDeep,
+	return summary.Input{Entry: itemEntry(status, manifest), Now: itemNow, EvidenceKind: runs.EvidenceDeep,
 		Evidence: &runs.ConnectionEvidence{LastRun: last, LastSuccessfulRun: success}}
 }
 
@@ -116,11 +116,11 @@ func TestProjectEvidenceAndRetained(t *testing.T) {
 	}
 
 	empty := summary.Project(deepInput(catalog.StatusActive, dayPolicy, nil, nil))
-	if empty.Evidence != summary.EvidenceDeep || empty.LastRun != nil {
+	if empty.Evidence != runs.EvidenceDeep || empty.LastRun != nil {
 		t.Errorf("deep item without runs: evidence %s", empty.Evidence)
 	}
 	if k := summary.Project(summary.Input{Entry: itemEntry(catalog.StatusActive, dayPolicy), Now: itemNow,
-		Evidence: &runs.ConnectionEvidence{}, EvidenceKind: summary.EvidenceReadModel}); k.Evidence != summary.EvidenceReadModel {
+		Evidence: &runs.ConnectionEvidence{}, EvidenceKind: runs.EvidenceReadModel}); k.Evidence != runs.EvidenceReadModel {
 		t.Errorf("evidence kind %s, want read_model", k.Evidence)
 	}
 

@@ -9,40 +9,43 @@ import (
 	"connsum/modules/bootstrap"
 	"connsum/modules/catalog"
 	"connsum/modules/httpx"
-	"connsum/modules/retained"
-	"connsum/modules/runs"
 )
 
 // Options configures the overview cache.
 type Options struct {
 	CacheTTL    time.Duration // summary.cache.ttl; 0 disables
 	CacheSQLite bool          // summary.cache.sqlite: enable on SQLite too
+	// ComputeTimeout bounds a cached computation, which runs detached from the request that
+	// started it (db.request_timeout): a computation stuck on a database that stopped answering
+	// must not keep every later request of its key waiting after the database is back.
+	ComputeTimeout time.Duration
 }
 
 // NewCache picks the cache: on by default on PostgreSQL only (SPEC §4.7).
-func NewCache(o Options, db *bun.DB, now bootstrap.Clock) Cache {
+func NewCache(o Options, db *bun.DB, now bootstrap.Clock) ResultCache {
 	switch {
 	case o.CacheTTL <= 0:
-		return NewNoCache("disabled: summary.cache.ttl is 0")
+		return NewNoCache[*Result]("disabled: summary.cache.ttl is 0")
 	case bootstrap.DialectOf(db) == bootstrap.SQLite && !o.CacheSQLite:
-		return NewNoCache("off on SQLite by default (set summary.cache.sqlite: true to enable)")
+		return NewNoCache[*Result]("off on SQLite by default (set summary.cache.sqlite: true to enable)")
 	}
-	return NewOverviewCache(o.CacheTTL, now)
+	c := NewOverviewCache[*Result](o.CacheTTL, now)
+	if o.ComputeTimeout > 0 {
+		c.timeout = o.ComputeTimeout
+	}
+	return c
 }
 
-// Module provides the projector, the cache, the metrics and the feed/admin routes.
+// Module provides the projector, the cache, the feed's metrics (on the metrics module's
+// registry) and the feed/admin routes. The projector's overview evidence is the runs module's
+// `name:"overview"` value: the read model, or runs.Shallow.
 var Module = fx.Module("summary",
 	fx.Provide(
 		NewCache,
-		func(c Cache) catalog.ChangeNotifier { return c },
-		NewMetrics,
-		func(c catalog.Reader, r retained.Snapshot, ev runs.Evidence, ov runs.OverviewEvidence, now bootstrap.Clock) *Projector {
-			return NewProjector(c, r, ev, ov.Evidence, now)
-		},
+		func(c ResultCache) catalog.ChangeNotifier { return c },
+		NewFeedMetrics,
+		fx.Annotate(NewProjector, fx.ParamTags(``, ``, ``, `name:"overview"`)),
 		NewFeed,
-		NewHandlers,
-		fx.Annotate(func(h *Handlers) *Handlers { return h }, fx.As(new(httpx.Registrar)), fx.ResultTags(`group:"routes"`)),
-		fx.Annotate(func(m *Metrics) httpx.Middleware { return httpx.Middleware{Name: "metrics", Handler: m.Middleware()} },
-			fx.ResultTags(`group:"middleware"`)),
+		fx.Annotate(NewHandlers, fx.As(new(httpx.Registrar)), fx.ResultTags(`group:"routes"`)),
 	),
 )

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"connsum/modules/bootstrap/dbtest"
+	"connsum/modules/runs"
 )
 
 // orderingItem is what the ordering checks read of a feed item.
@@ -47,11 +48,11 @@ func (h *feedHTTP) orderingItems(query string) []orderingItem {
 // same instant, so only the run_id DESC tie-break decides the last run.
 func (h *feedHTTP) seedOrdering() {
 	for _, c := range []struct{ connector, connection string }{{"a_b", "cin_under"}, {"a.b", "cin_dot"}, {"a-b", "cin_dash"}, {"tie", "cin_tie"}} {
-		h.owner("PUT", "/_ref/connectors/"+c.connector, map[string]any{"display_name": "Connector " + c.connector}, 201)
-		h.owner("POST", "/_ref/connections", map[string]any{"connector_id": c.connector, "connection_id": c.connection}, 201)
+		h.do("PUT", "/_ref/connectors/"+c.connector, map[string]any{"display_name": "Connector " + c.connector}, 201)
+		h.do("POST", "/_ref/connections", map[string]any{"connector_id": c.connector, "connection_id": c.connection}, 201)
 	}
 	for _, s := range []string{"orders_2", "orders.v2", "orders-2", "orders", "Orders", "B"} {
-		h.owner("PUT", "/_ref/connections/cin_tie/retained/"+s, map[string]any{"record_count": 1, "record_json_bytes": 1,
+		h.do("PUT", "/_ref/connections/cin_tie/retained/"+s, map[string]any{"record_count": 1, "record_json_bytes": 1,
 			"record_changes_count": 0, "record_changes_json_bytes": 0, "blob_count": 0, "blob_bytes": 0}, 200)
 	}
 	start := time.Now().UTC().Add(-time.Hour)
@@ -67,7 +68,7 @@ func (h *feedHTTP) seedOrdering() {
 		}
 		evs = append(evs, base("run.started", 0), end)
 	}
-	h.owner("POST", "/_ref/spine/events", map[string]any{"events": evs}, 200)
+	h.do("POST", "/_ref/spine/events", map[string]any{"events": evs}, 200)
 }
 
 // TestFeedOrderIsByteOrderOnEveryDatabase: connector order, keyset pages, stream_records and the
@@ -76,10 +77,10 @@ func (h *feedHTTP) seedOrdering() {
 // engines), with either evidence implementation. The spine pipeline runs with pages of one run,
 // so the database's order (not a sort in Go) picks the page's run.
 func TestFeedOrderIsByteOrderOnEveryDatabase(t *testing.T) {
-	for _, evidence := range []string{"spine", "read_model"} {
-		t.Run(evidence, func(t *testing.T) {
+	for _, evidence := range feedSources {
+		t.Run(string(evidence), func(t *testing.T) {
 			dbtest.OrderingEngineURLs(t, func(t *testing.T, dbURL string) {
-				h := startFeedHTTPConfig(t, dbURL, map[string]string{"runs.evidence": evidence, "runs.page_size": "1"})
+				h := startFeedHTTPOptions(t, dbURL, runs.Options{Evidence: evidence, PageSize: 1})
 				h.seedOrdering()
 				wantOrder := []string{"cin_dash", "cin_dot", "cin_under", "cin_tie"}
 
@@ -108,7 +109,7 @@ func TestFeedOrderIsByteOrderOnEveryDatabase(t *testing.T) {
 				}
 				deep := h.orderingItems("?depth=deep")
 				reads := map[string]orderingItem{"scoped read": scoped[0], "deep list": deep[len(deep)-1]}
-				if evidence == "read_model" {
+				if evidence == runs.SourceReadModel {
 					reads["overview"] = overview[len(overview)-1]
 				}
 				for what, it := range reads {
@@ -135,7 +136,7 @@ func TestFeedOrderIsByteOrderOnEveryDatabase(t *testing.T) {
 						RunID string `json:"run_id"`
 					} `json:"data"`
 				}
-				if err := json.Unmarshal(h.owner("GET", "/_ref/connections/cin_tie/runs", nil, 200).body, &runsBody); err != nil {
+				if err := json.Unmarshal(h.do("GET", "/_ref/connections/cin_tie/runs", nil, 200).body, &runsBody); err != nil {
 					t.Fatal(err)
 				}
 				if len(runsBody.Data) == 0 || runsBody.Data[0].RunID != "run_a" {

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"sync"
 	"time"
 
 	"connsum/modules/bootstrap"
@@ -117,47 +116,20 @@ func (s Stats) StageMillis() map[string]float64 {
 		"project_ms": ms(s.Project), "total_ms": ms(s.Total)}
 }
 
-// Result is a computed list.
-type Result struct {
-	Items      []Item
-	HasMore    bool
-	NextCursor *string
-	Stats      Stats
-	// Evidence is kept for the scoped read's diagnostics trail.
-	Evidence map[string]*runs.ConnectionEvidence
-
-	// body is the encoded envelope, made once: a cached overview is shared by every request of
-	// its TTL, so they all send the same bytes instead of encoding the list again (1.9 MB for
-	// 1000 connections).
-	bodyOnce sync.Once
-	body     []byte
-}
-
-// Body returns the JSON envelope of the result, encoded on first use.
-func (r *Result) Body() []byte {
-	r.bodyOnce.Do(func() {
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		enc.SetEscapeHTML(false)
-		_ = enc.Encode(envelope(r)) // items hold only encodable values
-		r.body = bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-	})
-	return r.body
-}
-
 // Projector runs the pipelines over the ports.
 type Projector struct {
 	catalog  catalog.Reader
 	retained retained.Snapshot
-	evidence runs.Evidence
-	overview runs.Evidence // nil: the overview stays shallow
+	deep     runs.Evidence
+	overview runs.Evidence
 	now      bootstrap.Clock
 }
 
-// NewProjector returns a Projector. overviewEvidence is the evidence the overview may carry at
-// the cost of a shallow read (the read model); nil keeps the overview shallow.
-func NewProjector(c catalog.Reader, r retained.Snapshot, deep runs.Evidence, overviewEvidence runs.Evidence, now bootstrap.Clock) *Projector {
-	return &Projector{catalog: c, retained: r, evidence: deep, overview: overviewEvidence, now: now}
+// NewProjector returns a Projector. Deep lists and scoped reads take their runs from deep, the
+// overview from overview (the read model, whose heads cost a constant number of statements, or
+// runs.Shallow): which is which was decided once, by the runs module's wiring.
+func NewProjector(c catalog.Reader, r retained.Snapshot, deep, overview runs.Evidence, now bootstrap.Clock) *Projector {
+	return &Projector{catalog: c, retained: r, deep: deep, overview: overview, now: now}
 }
 
 // List computes the overview (shallow) or the deep full list.
@@ -165,7 +137,7 @@ func (p *Projector) List(ctx context.Context, q ListQuery) (*Result, error) {
 	var counter bootstrap.StatementCounter
 	ctx = bootstrap.WithStatementCounter(ctx, &counter)
 	start := time.Now()
-	res := &Result{}
+	res := newResult()
 	entries, err := p.catalog.Visible(ctx, catalog.Filter{ConnectorID: q.ConnectorID, After: q.After, Limit: q.Limit})
 	if err != nil {
 		return nil, err
@@ -198,7 +170,7 @@ func (p *Projector) Scoped(ctx context.Context, id string, trail bool) (*Result,
 	var counter bootstrap.StatementCounter
 	ctx = bootstrap.WithStatementCounter(ctx, &counter)
 	start := time.Now()
-	res := &Result{Items: []Item{}}
+	res := newResult()
 	entry, err := p.catalog.ResolveScoped(ctx, id)
 	if err != nil {
 		return nil, err
@@ -231,11 +203,11 @@ func (p *Projector) fill(ctx context.Context, res *Result, entries []catalog.Ent
 		return err
 	}
 	res.Stats.Retained = time.Since(t)
-	src := p.evidence
+	src := p.deep
 	if pl == PipelineOverview {
 		src = p.overview
 	}
-	if src != nil && len(entries) > 0 {
+	if len(entries) > 0 {
 		t = time.Now()
 		req.Entries = entries
 		res.Evidence, err = src.For(ctx, req)
@@ -243,31 +215,35 @@ func (p *Projector) fill(ctx context.Context, res *Result, entries []catalog.Ent
 			return err
 		}
 		res.Stats.Runs = time.Since(t)
-		seen := map[runs.PageKey]bool{}
-		for _, e := range entries {
-			if ev := res.Evidence[e.Connection.ConnectionID]; ev != nil {
-				for _, k := range ev.Pages {
-					if !seen[k] {
-						seen[k] = true
-						res.Stats.Pages = append(res.Stats.Pages, k)
-					}
+		res.Stats.Pages = pagesRead(entries, res.Evidence)
+	}
+	t = time.Now()
+	now, kind := p.now(), src.Kind()
+	res.Items = make([]Item, 0, len(entries))
+	for _, e := range entries {
+		res.Items = append(res.Items, Project(Input{Entry: e, Retained: ret[e.Connection.ConnectionID],
+			Evidence: res.Evidence[e.Connection.ConnectionID], EvidenceKind: kind, Now: now}))
+	}
+	res.Stats.Project = time.Since(t)
+	return nil
+}
+
+// pagesRead lists the run pages the evidence read, each once, in the order of the entries.
+func pagesRead(entries []catalog.Entry, evs map[string]*runs.ConnectionEvidence) []runs.PageKey {
+	var out []runs.PageKey
+	if len(evs) == 0 {
+		return out
+	}
+	seen := map[runs.PageKey]bool{}
+	for _, e := range entries {
+		if ev := evs[e.Connection.ConnectionID]; ev != nil {
+			for _, k := range ev.Pages {
+				if !seen[k] {
+					seen[k] = true
+					out = append(out, k)
 				}
 			}
 		}
 	}
-	t = time.Now()
-	now := p.now()
-	res.Items = make([]Item, 0, len(entries))
-	for _, e := range entries {
-		in := Input{Entry: e, Retained: ret[e.Connection.ConnectionID], Now: now}
-		if src != nil {
-			in.Evidence, in.EvidenceKind = res.Evidence[e.Connection.ConnectionID], src.Kind()
-			if in.Evidence == nil {
-				in.Evidence = &runs.ConnectionEvidence{}
-			}
-		}
-		res.Items = append(res.Items, Project(in))
-	}
-	res.Stats.Project = time.Since(t)
-	return nil
+	return out
 }

@@ -13,6 +13,7 @@ import (
 
 	"connsum/modules/bootstrap/dbtest"
 	"connsum/modules/catalog"
+	"connsum/modules/runs"
 	"connsum/modules/summary"
 )
 
@@ -78,7 +79,7 @@ func TestOverviewIsShallowAndScopedReadIsDeep(t *testing.T) {
 		}
 		for _, it := range over.Items {
 			raw := mustJSON(t, it)
-			if it.Evidence != summary.EvidenceShallow || it.LastRun != nil || it.LastSuccessfulRun != nil {
+			if it.Evidence != runs.EvidenceShallow || it.LastRun != nil || it.LastSuccessfulRun != nil {
 				t.Errorf("%s: evidence %s last_run %s, want shallow and null", it.ConnectionID, it.Evidence, lastRunID(it.LastRun))
 			}
 			if !strings.Contains(raw, `"freshness":{"status":"unknown"}`) || !strings.Contains(raw, `"last_run":null,"last_successful_run":null`) {
@@ -109,7 +110,7 @@ func TestOverviewIsShallowAndScopedReadIsDeep(t *testing.T) {
 			t.Fatalf("scoped read: %d items", len(sc.Items))
 		}
 		a := sc.Items[0]
-		if a.Evidence != summary.EvidenceDeep || lastRunID(a.LastRun) != "r_a_ok" || lastRunID(a.LastSuccessfulRun) != "r_a_ok" {
+		if a.Evidence != runs.EvidenceDeep || lastRunID(a.LastRun) != "r_a_ok" || lastRunID(a.LastSuccessfulRun) != "r_a_ok" {
 			t.Errorf("scoped cin_amz_a: evidence %s last_run %s last_successful_run %s, want deep r_a_ok r_a_ok",
 				a.Evidence, lastRunID(a.LastRun), lastRunID(a.LastSuccessfulRun))
 		}
@@ -135,7 +136,7 @@ func TestOverviewIsShallowAndScopedReadIsDeep(t *testing.T) {
 			t.Fatalf("deep rows = %v, want %v", got, wantOrder)
 		}
 		for _, it := range deep.Items {
-			if it.Evidence != summary.EvidenceDeep {
+			if it.Evidence != runs.EvidenceDeep {
 				t.Errorf("deep %s evidence %s", it.ConnectionID, it.Evidence)
 			}
 			one, err := p.Scoped(f.ctx, it.ConnectionID, false)
@@ -202,7 +203,7 @@ func TestScopedReadResolution(t *testing.T) {
 			}
 			if len(res.Items) == 1 {
 				got = res.Items[0].ConnectionID
-				if res.Items[0].Evidence != summary.EvidenceDeep {
+				if res.Items[0].Evidence != runs.EvidenceDeep {
 					t.Errorf("scoped %s: evidence %s", c.id, res.Items[0].Evidence)
 				}
 			}

@@ -19,13 +19,13 @@ import (
 func TestScopedReadPrefersTheConnectionOverTheConnectorFallback(t *testing.T) {
 	dbtest.EngineURLs(t, func(t *testing.T, dbURL string) {
 		h := startFeedHTTP(t, dbURL)
-		h.owner("PUT", "/_ref/connectors/zeta", map[string]any{"display_name": "Zeta"}, 201)
+		h.do("PUT", "/_ref/connectors/zeta", map[string]any{"display_name": "Zeta"}, 201)
 		for n, id := range []string{"cin_one", "cin_two", "cin_three"} {
-			h.owner("PUT", "/_ref/connectors/"+id, map[string]any{"display_name": "Shared " + id}, 201)
+			h.do("PUT", "/_ref/connectors/"+id, map[string]any{"display_name": "Shared " + id}, 201)
 			for k := 0; k <= n; k++ {
-				h.owner("POST", "/_ref/connections", map[string]any{"connector_id": id, "source_binding_key": fmt.Sprintf("k%d", k)}, 201)
+				h.do("POST", "/_ref/connections", map[string]any{"connector_id": id, "source_binding_key": fmt.Sprintf("k%d", k)}, 201)
 			}
-			h.owner("POST", "/_ref/connections", map[string]any{"connector_id": "zeta", "connection_id": id, "source_binding_key": id}, 201)
+			h.do("POST", "/_ref/connections", map[string]any{"connector_id": "zeta", "connection_id": id, "source_binding_key": id}, 201)
 		}
 		for _, id := range []string{"cin_one", "cin_two", "cin_three"} {
 			_, _, items := h.feed("?connection=" + id)
@@ -39,15 +39,15 @@ func TestScopedReadPrefersTheConnectionOverTheConnectorFallback(t *testing.T) {
 
 		// A draft is no visible connection: the scoped read falls back to the one visible
 		// connection of the connector with that id, but the draft's diagnostics have no item.
-		h.owner("PUT", "/_ref/connectors/cin_solo", map[string]any{"display_name": "Solo"}, 201)
-		solo := h.owner("POST", "/_ref/connections", map[string]any{"connector_id": "cin_solo"}, 201)
+		h.do("PUT", "/_ref/connectors/cin_solo", map[string]any{"display_name": "Solo"}, 201)
+		solo := h.do("POST", "/_ref/connections", map[string]any{"connector_id": "cin_solo"}, 201)
 		var soloConn struct {
 			ConnectionID string `json:"connection_id"`
 		}
 		if err := json.Unmarshal(solo.body, &soloConn); err != nil {
 			t.Fatal(err)
 		}
-		h.owner("POST", "/_ref/connections", map[string]any{"connector_id": "zeta", "connection_id": "cin_solo",
+		h.do("POST", "/_ref/connections", map[string]any{"connector_id": "zeta", "connection_id": "cin_solo",
 			"source_binding_key": "solo", "status": "draft"}, 201)
 		if _, _, items := h.feed("?connection=cin_solo"); !reflect.DeepEqual(feedIDs(items), []string{soloConn.ConnectionID}) {
 			t.Errorf("scoped read of cin_solo = %v, want the connector's only connection %s", feedIDs(items), soloConn.ConnectionID)
@@ -64,12 +64,12 @@ func TestScopedReadPrefersTheConnectionOverTheConnectorFallback(t *testing.T) {
 // newer failed runs without connection evidence (more than one run page), then the connection
 // itself 60 newer failed runs (more than the route's default limit).
 func TestRunsRouteFiltersByStatusBeforeTheLimit(t *testing.T) {
-	for _, evidence := range []string{"spine", "read_model"} {
-		t.Run(evidence, func(t *testing.T) {
+	for _, evidence := range feedSources {
+		t.Run(string(evidence), func(t *testing.T) {
 			dbtest.EngineURLs(t, func(t *testing.T, dbURL string) {
 				h := startFeedHTTPWith(t, dbURL, evidence)
-				h.owner("PUT", "/_ref/connectors/shop", map[string]any{"display_name": "Shop"}, 201)
-				h.owner("POST", "/_ref/connections", map[string]any{"connector_id": "shop", "connection_id": "cin_shop_a"}, 201)
+				h.do("PUT", "/_ref/connectors/shop", map[string]any{"display_name": "Shop"}, 201)
+				h.do("POST", "/_ref/connections", map[string]any{"connector_id": "shop", "connection_id": "cin_shop_a"}, 201)
 				start := time.Now().UTC().Add(-10 * time.Hour)
 				run := func(id, terminal, connection string, at time.Duration) []map[string]any {
 					base := func(typ string, d time.Duration) map[string]any {
@@ -86,7 +86,7 @@ func TestRunsRouteFiltersByStatusBeforeTheLimit(t *testing.T) {
 				for i := 0; i < 70; i++ {
 					evs = append(evs, run(fmt.Sprintf("r_other_%02d", i), "run.failed", "", time.Duration(i+1)*time.Minute)...)
 				}
-				h.owner("POST", "/_ref/spine/events", map[string]any{"events": evs}, 200)
+				h.do("POST", "/_ref/spine/events", map[string]any{"events": evs}, 200)
 
 				runIDs := func(path string) []string {
 					t.Helper()
@@ -96,7 +96,7 @@ func TestRunsRouteFiltersByStatusBeforeTheLimit(t *testing.T) {
 							Status string `json:"status"`
 						} `json:"data"`
 					}
-					if err := json.Unmarshal(h.owner("GET", path, nil, 200).body, &body); err != nil {
+					if err := json.Unmarshal(h.do("GET", path, nil, 200).body, &body); err != nil {
 						t.Fatal(err)
 					}
 					ids := []string{}
@@ -122,7 +122,7 @@ func TestRunsRouteFiltersByStatusBeforeTheLimit(t *testing.T) {
 				for i := 0; i < 60; i++ {
 					evs = append(evs, run(fmt.Sprintf("r_own_%02d", i), "run.failed", "cin_shop_a", time.Duration(100+i)*time.Minute)...)
 				}
-				h.owner("POST", "/_ref/spine/events", map[string]any{"events": evs}, 200)
+				h.do("POST", "/_ref/spine/events", map[string]any{"events": evs}, 200)
 				if got := runIDs("/_ref/connections/cin_shop_a/runs?status=succeeded"); !reflect.DeepEqual(got, []string{"r_ok"}) {
 					t.Errorf("succeeded runs behind the connection's own 60 failures = %v, want [r_ok]", got)
 				}
