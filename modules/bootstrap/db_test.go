@@ -1,10 +1,12 @@
 package bootstrap
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // TestPostgresConfig: every PostgreSQL connection keeps no prepared statement per SQL text, names
@@ -64,5 +66,19 @@ func TestPostgresConfig(t *testing.T) {
 		if _, _, err := ParseURL(bad); err == nil {
 			t.Errorf("ParseURL(%q) accepted it", bad)
 		}
+	}
+}
+
+// TestRetryableErrorsAreUnavailable: a serialization failure or deadlock that outlasted the
+// transaction retries answers 503 (the client may retry), never 500.
+func TestRetryableErrorsAreUnavailable(t *testing.T) {
+	for _, code := range []string{"40001", "40P01"} {
+		err := fmt.Errorf("runs: append batch: %w", &pgconn.PgError{Code: code})
+		if !IsRetryable(err) || !IsUnavailable(err) {
+			t.Errorf("SQLSTATE %s: retryable %v, unavailable %v", code, IsRetryable(err), IsUnavailable(err))
+		}
+	}
+	if IsRetryable(&pgconn.PgError{Code: "23505"}) {
+		t.Error("a unique violation is not retried")
 	}
 }

@@ -20,6 +20,11 @@ func IsUnavailable(err error) bool {
 	if err == nil {
 		return false
 	}
+	if IsRetryable(err) {
+		// A serialization failure or deadlock that outlasted RunInTx's retries: the client may
+		// retry, and nothing it sent was wrong.
+		return true
+	}
 	if errors.Is(err, driver.ErrBadConn) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
 		errors.Is(err, context.DeadlineExceeded) {
