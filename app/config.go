@@ -129,10 +129,10 @@ var settings = []setting{
 	{"auth.admin_token", "", str(func(c *Config) *string { return &c.AdminToken })},
 	{"summary.cache.ttl", "5s", duration(func(c *Config) *time.Duration { return &c.CacheTTL }, time.Millisecond)},
 	{"summary.cache.sqlite", "false", boolean(func(c *Config) *bool { return &c.CacheSQLite })},
-	{"runs.page_size", "64", integer(func(c *Config) *int { return &c.RunsPageSize }, 1, 10000)},
-	{"runs.stale_after", "30m", duration(func(c *Config) *time.Duration { return &c.RunsStaleAfter }, time.Second)},
+	{"runs.page_size", strconv.Itoa(runs.DefaultPageSize), integer(func(c *Config) *int { return &c.RunsPageSize }, 1, 10000)},
+	{"runs.stale_after", runs.DefaultStaleAfter.String(), duration(func(c *Config) *time.Duration { return &c.RunsStaleAfter }, time.Second)},
 	{"runs.evidence", string(runs.SourceReadModel), str(func(c *Config) *string { return &c.RunsEvidence })},
-	{"ingest.max_batch_events", "5000", integer(func(c *Config) *int { return &c.IngestMaxEvents }, 1, 5000)},
+	{"ingest.max_batch_events", strconv.Itoa(runs.DefaultMaxBatchEvents), integer(func(c *Config) *int { return &c.IngestMaxEvents }, 1, runs.MaxBatchEvents)},
 	{"log.level", "info", str(func(c *Config) *string { return &c.LogLevel })},
 }
 

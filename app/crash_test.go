@@ -43,9 +43,11 @@ func connsumBinary(t *testing.T) string {
 	t.Helper()
 	binaryOnce.Do(func() {
 		root := repoRoot()
+		// `go test` puts its own GOROOT/bin first on the PATH of the test process.
 		goTool, err := exec.LookPath("go")
 		if err != nil {
-			goTool = filepath.Join(runtime.GOROOT(), "bin", "go")
+			binaryErr = fmt.Errorf("go tool not found on PATH: %w", err)
+			return
 		}
 		if err := os.MkdirAll(filepath.Join(root, "tmp"), 0o755); err != nil {
 			binaryErr = err

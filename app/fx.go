@@ -43,7 +43,7 @@ func Modules(cfg *Config, tokens Tokens, log *slog.Logger) fx.Option {
 			},
 			fx.ParamTags(``, ``, ``, `group:"routes"`, `group:"middleware"`),
 		)),
-		fx.Provide(func() *Listening { return &Listening{} }),
+		fx.Supply(&Listening{}),
 		fx.Invoke(startServer),
 		fx.NopLogger,
 	)
@@ -64,8 +64,10 @@ func poolOptions(cfg *Config) bootstrap.PoolOptions {
 }
 
 // startServer listens after bootstrap is ready (Ready's start hook was appended first) and
-// shuts down gracefully: in-flight requests finish within http.shutdown_timeout.
-func startServer(lc fx.Lifecycle, app *fiber.App, cfg *Config, _ *bootstrap.Ready, l *Listening, log *slog.Logger) {
+// shuts down gracefully: in-flight requests finish within http.shutdown_timeout. When serving
+// fails it asks the app to shut down with exit code 1, so the process does not linger without
+// a server.
+func startServer(lc fx.Lifecycle, sd fx.Shutdowner, app *fiber.App, cfg *Config, _ *bootstrap.Ready, l *Listening, log *slog.Logger) {
 	var ln net.Listener
 	lc.Append(fx.Hook{
 		OnStart: func(ctx context.Context) error {
@@ -78,6 +80,7 @@ func startServer(lc fx.Lifecycle, app *fiber.App, cfg *Config, _ *bootstrap.Read
 			go func() {
 				if err := app.Listener(ln); err != nil {
 					log.Error("http server stopped", "err", err)
+					_ = sd.Shutdown(fx.ExitCode(1))
 				}
 			}()
 			return nil

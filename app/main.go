@@ -155,10 +155,17 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sig)
-	<-sig
+	var serveErr error
+	select {
+	case <-sig:
+	case s := <-app.Wait(): // the server stopped serving (startServer logged why)
+		if s.ExitCode != 0 {
+			serveErr = fmt.Errorf("http server stopped serving (exit code %d)", s.ExitCode)
+		}
+	}
 	stopCtx, cancelStop := context.WithTimeout(context.Background(), cfg.ShutdownTimeout+5*time.Second)
 	defer cancelStop()
-	return app.Stop(stopCtx)
+	return errors.Join(serveErr, app.Stop(stopCtx))
 }
 
 // ensureOwnerToken returns the configured tokens; without an owner token it reads the one stored
@@ -238,7 +245,7 @@ func seedCmd(args []string, stdout io.Writer) error {
 		return err
 	}
 	ctx := context.Background()
-	db, err := perf.OpenMigrated(ctx, cfg.DBURL, 4)
+	db, err := bootstrap.OpenMigrated(ctx, cfg.DBURL, 4)
 	if err != nil {
 		return err
 	}
@@ -286,7 +293,7 @@ func rebuildCmd(args []string, stdout io.Writer) error {
 		return err
 	}
 	ctx := context.Background()
-	db, err := perf.OpenMigrated(ctx, cfg.DBURL, 4)
+	db, err := bootstrap.OpenMigrated(ctx, cfg.DBURL, 4)
 	if err != nil {
 		return err
 	}

@@ -183,7 +183,7 @@ func Open(ctx context.Context, rawURL string, pool PoolOptions) (*bun.DB, error)
 		}
 		db = bun.NewDB(sqldb, sqlitedialect.New())
 	}
-	db.AddQueryHook(StatementHook{})
+	db = db.WithQueryHook(StatementHook{}) // a clone over the same pool
 	if pool.MaxOpenConns > 0 {
 		db.SetMaxOpenConns(pool.MaxOpenConns)
 	}

@@ -143,3 +143,18 @@ func (m *Migrator) lock(ctx context.Context) (func(), error) {
 		_ = conn.Close()
 	}, nil
 }
+
+// OpenMigrated opens the database at dbURL with at most maxConns connections and applies the
+// migrations: CLI commands (seed, rebuild) and benchmarks run outside the service, so they
+// bootstrap the schema themselves.
+func OpenMigrated(ctx context.Context, dbURL string, maxConns int) (*bun.DB, error) {
+	db, err := Open(ctx, dbURL, PoolOptions{MaxOpenConns: maxConns})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := NewMigrator(db).Migrate(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return db, nil
+}

@@ -22,8 +22,7 @@ type Options struct {
 
 // Ready records that bootstrap (migrations and index verification) finished; /readyz needs it.
 type Ready struct {
-	done  atomic.Bool
-	state atomic.Pointer[State]
+	done atomic.Bool
 }
 
 // Done reports whether bootstrap completed.
@@ -50,24 +49,23 @@ func NewReady(lc fx.Lifecycle, m *Migrator, o Options) *Ready {
 			return err
 		}
 		defer done()
-		var st State
 		if o.AutoMigrate {
-			st, err = m.Migrate(ctx)
+			_, err = m.Migrate(ctx)
 		} else {
 			// Check the schema before repairing indexes: on a schema that is behind, the
 			// tables an index needs may not exist yet.
+			var st State
 			st, err = m.verify(ctx, false)
 			if err == nil && len(st.Pending) > 0 {
 				err = fmt.Errorf("bootstrap: the schema is behind (%d pending migrations) and db.auto_migrate is false: run `connsum migrate`", len(st.Pending))
 			}
 			if err == nil {
-				st, err = m.verify(ctx, true)
+				_, err = m.verify(ctx, true)
 			}
 		}
 		if err != nil {
 			return err
 		}
-		r.state.Store(&st)
 		r.done.Store(true)
 		return nil
 	}))

@@ -3,6 +3,7 @@
 package catalog
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -42,19 +43,28 @@ type Connector struct {
 	maxStaleness  int64
 }
 
-// Streams returns the manifest's stream names in manifest order.
-func (c *Connector) Streams() []string { c.parse(); return c.streams }
+// Streams returns the manifest's stream names in manifest order. Like the other getters it
+// only reads: the fields are filled when the connector is scanned or built (DecodeManifest), so
+// one *Connector can be shared by concurrent readers.
+func (c *Connector) Streams() []string { return c.streams }
 
 // RefreshPolicy returns capabilities.refresh_policy as raw JSON, or nil.
-func (c *Connector) RefreshPolicy() json.RawMessage { c.parse(); return c.refreshPolicy }
+func (c *Connector) RefreshPolicy() json.RawMessage { return c.refreshPolicy }
 
 // MaxStalenessSeconds returns refresh_policy.maximum_staleness_seconds, or 0 when absent.
-func (c *Connector) MaxStalenessSeconds() int64 { c.parse(); return c.maxStaleness }
+func (c *Connector) MaxStalenessSeconds() int64 { return c.maxStaleness }
 
-func (c *Connector) parse() {
-	if c.streams != nil {
-		return
-	}
+// AfterScanRow implements bun's AfterScanRowHook: every connector bun scans has its manifest
+// fields decoded before anyone reads it.
+func (c *Connector) AfterScanRow(context.Context) error {
+	c.DecodeManifest()
+	return nil
+}
+
+// DecodeManifest fills the fields the getters return from Manifest. The store calls it on every
+// connector it builds; code that builds a Connector by hand calls it once, before sharing it.
+func (c *Connector) DecodeManifest() {
+	c.refreshPolicy, c.maxStaleness = nil, 0
 	// Keys are matched exactly, as ParseManifest matches them (encoding/json's struct decoding
 	// would also take "Streams" or "CAPABILITIES"). The manifest was validated when stored.
 	c.streams = []string{}

@@ -13,8 +13,8 @@ import (
 // lacks the module maintaining derived state fails to start instead of letting it fall behind.
 var Module = fx.Module("catalog",
 	fx.Provide(
-		func(db *bun.DB, now bootstrap.Clock, hook WriteHook) *Store { return NewStore(db, now).WithHook(hook) },
-		fx.Annotate(func(s *Store) *Store { return s }, fx.As(new(Reader))),
+		fx.Annotate(func(db *bun.DB, now bootstrap.Clock, hook WriteHook) *Store { return NewStore(db, now).WithHook(hook) },
+			fx.As(fx.Self()), fx.As(new(Reader))),
 		fx.Annotate(
 			func(s *Store, n ChangeNotifier) *Handlers { return NewHandlers(s, n) },
 			fx.ParamTags(``, `optional:"true"`),

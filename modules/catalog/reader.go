@@ -110,7 +110,7 @@ func (s *Store) entries(ctx context.Context, q *bun.SelectQuery) ([]Entry, error
 		} else {
 			k.ConnectorID = c.ConnectorID
 			k.Manifest = []byte(manifest)
-			k.parse() // parsed once here, so concurrent readers of the entry only read
+			k.DecodeManifest() // once here, so concurrent readers of the entry only read
 			connectors[c.ConnectorID] = k
 		}
 		out = append(out, Entry{Connection: c, Connector: k})

@@ -41,6 +41,7 @@ func (s *Store) PutConnector(ctx context.Context, id string, m Manifest) (c *Con
 		now := bootstrap.FormatTime(s.now())
 		c = &Connector{ConnectorID: id, DisplayName: m.DisplayName, Version: m.Version, Listed: m.Listed,
 			ProfileKey: m.ProfileKey, Manifest: m.Raw, CreatedAt: now, UpdatedAt: now}
+		c.DecodeManifest()
 		var existing Connector
 		switch err := tx.NewSelect().Model(&existing).Where("connector_id = ?", id).Scan(ctx); {
 		case errors.Is(err, sql.ErrNoRows):

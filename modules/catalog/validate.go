@@ -3,6 +3,7 @@ package catalog
 import (
 	"encoding/json"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"connsum/modules/httpx"
@@ -56,7 +57,7 @@ func ParseManifest(raw []byte) (Manifest, error) {
 	} else {
 		seen := map[string]bool{}
 		for i, s := range streams {
-			so, err := httpx.ParseObject(s, o.Path("streams")+"["+itoa(i)+"]")
+			so, err := httpx.ParseObject(s, o.Path("streams")+"["+strconv.Itoa(i)+"]")
 			if err != nil {
 				return m, err
 			}
@@ -209,9 +210,4 @@ func displayName(o *httpx.Object) (*string, error) {
 		return nil, httpx.Invalid("display_name", "must be 1 to %d bytes and not blank", maxDisplayName)
 	}
 	return &s, nil
-}
-
-func itoa(i int) string {
-	b, _ := json.Marshal(i)
-	return string(b)
 }

@@ -56,23 +56,9 @@ func Seed(ctx context.Context, db *bun.DB, profile string, seed int64, progress 
 	return load(ctx, db, specs, seed, progress)
 }
 
-// OpenMigrated opens the database at dbURL and applies the migrations (CLI commands and
-// benchmarks run outside the service, so they bootstrap the schema themselves).
-func OpenMigrated(ctx context.Context, dbURL string, maxConns int) (*bun.DB, error) {
-	db, err := bootstrap.Open(ctx, dbURL, bootstrap.PoolOptions{MaxOpenConns: maxConns})
-	if err != nil {
-		return nil, err
-	}
-	if _, err := bootstrap.NewMigrator(db).Migrate(ctx); err != nil {
-		_ = db.Close()
-		return nil, err
-	}
-	return db, nil
-}
-
 // SeedIfEmpty seeds profile into the database at dbURL when it has no connector yet.
 func SeedIfEmpty(ctx context.Context, dbURL, profile string, seed int64, progress io.Writer) (bool, error) {
-	db, err := OpenMigrated(ctx, dbURL, 4)
+	db, err := bootstrap.OpenMigrated(ctx, dbURL, 4)
 	if err != nil {
 		return false, err
 	}

@@ -11,8 +11,7 @@ import (
 // Module provides the retained store, its Snapshot port and its write routes.
 var Module = fx.Module("retained",
 	fx.Provide(
-		func(db *bun.DB, now bootstrap.Clock) *Store { return NewStore(db, now) },
-		fx.Annotate(func(s *Store) *Store { return s }, fx.As(new(Snapshot))),
+		fx.Annotate(func(db *bun.DB, now bootstrap.Clock) *Store { return NewStore(db, now) }, fx.As(fx.Self()), fx.As(new(Snapshot))),
 		fx.Annotate(NewHandlers, fx.As(new(httpx.Registrar)), fx.ResultTags(`group:"routes"`)),
 	),
 )

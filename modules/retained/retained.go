@@ -181,8 +181,8 @@ func (s *Store) All(ctx context.Context, ids []string) (map[string]*Retained, er
 	cq := s.db.NewSelect().Model(&conns)
 	sq := s.db.NewSelect().Model(&streams).OrderExpr("connection_id, stream")
 	if ids != nil {
-		cq = cq.Where("connection_id IN (?)", bun.In(ids))
-		sq = sq.Where("connection_id IN (?)", bun.In(ids))
+		cq = cq.Where("connection_id IN (?)", bun.List(ids))
+		sq = sq.Where("connection_id IN (?)", bun.List(ids))
 	}
 	if err := cq.Scan(ctx); err != nil {
 		return nil, fmt.Errorf("retained: connection rows: %w", err)

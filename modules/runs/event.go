@@ -82,9 +82,6 @@ func idChar(b byte) bool {
 	return lower(b) || digit(b) || (b >= 'A' && b <= 'Z') || b == '_' || b == '.' || b == ':' || b == '-'
 }
 
-// TimeFormat is the stored time form (bootstrap.TimeFormat).
-const TimeFormat = bootstrap.TimeFormat
-
 // Event is one validated spine event with the fields the fold needs extracted at write time,
 // so reads never parse `data` except for terminal events.
 type Event struct {
@@ -154,7 +151,7 @@ func ParseEvent(raw []byte, path string) (*Event, error) {
 	if u := t.UTC(); u.Year() < 1970 || u.Year() > 9999 {
 		return nil, httpx.Invalid(o.Path("occurred_at"), "must be between 1970 and 9999 (in UTC)")
 	}
-	e.OccurredAt = t.UTC().Format(TimeFormat)
+	e.OccurredAt = t.UTC().Format(bootstrap.TimeFormat)
 	if e.RunID, err = str("run_id", eventIDRE, eventIDRE.String()); err != nil {
 		return nil, err
 	}
@@ -336,5 +333,3 @@ func ParseBatch(raw []byte, maxEvents int) ([]*Event, error) {
 	}
 	return out, nil
 }
-
-func itoa(i int) string { return fmt.Sprint(i) }

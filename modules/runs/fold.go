@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"sort"
 	"time"
+
+	"connsum/modules/bootstrap"
 )
 
 // Run statuses produced by the fold.
@@ -209,7 +211,7 @@ func (p Partial) Resolve(now time.Time, staleAfter time.Duration) Summary {
 	}
 	orphaned := false
 	if p.StatusKey == statusStarted {
-		last, err := time.Parse(TimeFormat, p.LastAt)
+		last, err := time.Parse(bootstrap.TimeFormat, p.LastAt)
 		if err == nil && now.Sub(last) <= staleAfter {
 			s.Status = StatusInProgress
 		} else {
@@ -246,7 +248,7 @@ func Fold(runID string, events []EventRow, now time.Time, staleAfter time.Durati
 
 // applyTerminalData takes known_gaps (an array, default []) and collection_facts (an object or
 // null) from the latest terminal event's data.
-func (s *Partial) applyTerminalData(data *string) {
+func (p *Partial) applyTerminalData(data *string) {
 	if data == nil {
 		return
 	}
@@ -258,10 +260,10 @@ func (s *Partial) applyTerminalData(data *string) {
 		return
 	}
 	if len(d.KnownGaps) > 0 && d.KnownGaps[0] == '[' {
-		s.KnownGaps = d.KnownGaps
+		p.KnownGaps = d.KnownGaps
 	}
 	if len(d.CollectionFacts) > 0 && d.CollectionFacts[0] == '{' {
-		s.CollectionFacts = d.CollectionFacts
+		p.CollectionFacts = d.CollectionFacts
 	}
 }
 

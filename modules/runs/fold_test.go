@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"connsum/modules/bootstrap"
 	"connsum/modules/runs"
 )
 
@@ -18,7 +19,9 @@ const foldStale = 30 * time.Minute
 func foPtr(s string) *string { return &s }
 
 // ts renders minute m (and optional milliseconds) after 08:00 on the fixture day in the stored form.
-func foTS(m int) string { return feedT0.Add(time.Duration(m) * time.Minute).Format(runs.TimeFormat) }
+func foTS(m int) string {
+	return feedT0.Add(time.Duration(m) * time.Minute).Format(bootstrap.TimeFormat)
+}
 
 func foTime(m int) time.Time { return feedT0.Add(time.Duration(m) * time.Minute) }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"connsum/modules/bootstrap"
 	"connsum/modules/httpx"
 	"connsum/modules/runs"
 )
@@ -111,8 +112,8 @@ func requireValidEvent(t *testing.T, raw []byte, e *runs.Event) {
 	if !fuzzStoredTimeRE.MatchString(e.OccurredAt) {
 		t.Fatalf("occurred_at stored as %q", e.OccurredAt)
 	}
-	at, err := time.Parse(runs.TimeFormat, e.OccurredAt)
-	if err != nil || at.Format(runs.TimeFormat) != e.OccurredAt || at.Year() < 1970 || at.Year() > 9999 {
+	at, err := time.Parse(bootstrap.TimeFormat, e.OccurredAt)
+	if err != nil || at.Format(bootstrap.TimeFormat) != e.OccurredAt || at.Year() < 1970 || at.Year() > 9999 {
 		t.Fatalf("occurred_at %q does not round-trip (%v)", e.OccurredAt, err)
 	}
 	var fields map[string]json.RawMessage
@@ -124,7 +125,7 @@ func requireValidEvent(t *testing.T, raw []byte, e *runs.Event) {
 		t.Fatal("accepted an event without a string occurred_at")
 	}
 	gt, err := time.Parse(time.RFC3339Nano, given)
-	if err != nil || gt.UTC().Format(runs.TimeFormat) != e.OccurredAt {
+	if err != nil || gt.UTC().Format(bootstrap.TimeFormat) != e.OccurredAt {
 		t.Fatalf("occurred_at %q stored as %q", given, e.OccurredAt)
 	}
 

@@ -2,6 +2,7 @@ package runs
 
 import (
 	"errors"
+	"strconv"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -14,12 +15,9 @@ type IngestHandlers struct {
 	maxEvents int
 }
 
-// NewIngestHandlers returns the ingest route; maxEvents bounds a batch.
-func NewIngestHandlers(in *Ingester, maxEvents int) *IngestHandlers {
-	if maxEvents <= 0 || maxEvents > MaxBatchEvents {
-		maxEvents = MaxBatchEvents
-	}
-	return &IngestHandlers{ingester: in, maxEvents: maxEvents}
+// NewIngestHandlers returns the ingest route; o.MaxBatchEvents bounds a batch.
+func NewIngestHandlers(in *Ingester, o Options) *IngestHandlers {
+	return &IngestHandlers{ingester: in, maxEvents: o.WithDefaults().MaxBatchEvents}
 }
 
 // Routes implements httpx.Registrar.
@@ -39,7 +37,7 @@ func (h *IngestHandlers) post(c *fiber.Ctx) error {
 	res, err := h.ingester.Append(c.UserContext(), events)
 	var ce *ConflictError
 	if errors.As(err, &ce) {
-		return httpx.Conflict("events["+itoa(ce.Index)+"].event_id", "%s", ce.Error())
+		return httpx.Conflict("events["+strconv.Itoa(ce.Index)+"].event_id", "%s", ce.Error())
 	}
 	if err != nil {
 		return err

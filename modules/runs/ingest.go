@@ -73,7 +73,7 @@ func (in *Ingester) Append(ctx context.Context, events []*Event) (IngestResult, 
 		if err := deriveSources(ctx, tx, fresh); err != nil {
 			return err
 		}
-		recorded := in.now().UTC().Format(TimeFormat)
+		recorded := in.now().UTC().Format(bootstrap.TimeFormat)
 		for _, e := range fresh {
 			e.RecordedAt = recorded
 			if e.EventID == "" {
@@ -120,7 +120,7 @@ func (in *Ingester) dedupe(ctx context.Context, tx bun.Tx, events []*Event, res 
 			EventSeq    int64  `bun:"event_seq"`
 		}
 		if err := tx.NewSelect().Table("spine_events").Column("event_id", "content_hash", "event_seq").
-			Where("event_id IN (?)", bun.In(ids)).Scan(ctx, &rows); err != nil {
+			Where("event_id IN (?)", bun.List(ids)).Scan(ctx, &rows); err != nil {
 			return nil, err
 		}
 		for _, r := range rows {
@@ -168,7 +168,7 @@ func deriveSources(ctx context.Context, tx bun.Tx, events []*Event) error {
 		ConnectorID  string `bun:"connector_id"`
 	}
 	if err := tx.NewSelect().Table("connections").Column("connection_id", "connector_id").
-		Where("connection_id IN (?)", bun.In(ids)).Scan(ctx, &rows); err != nil {
+		Where("connection_id IN (?)", bun.List(ids)).Scan(ctx, &rows); err != nil {
 		return err
 	}
 	owner := map[string]string{}

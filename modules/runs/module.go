@@ -20,6 +20,33 @@ type Options struct {
 	Evidence       Source        // runs.evidence: read_model (default) or spine
 }
 
+// The defaults of Options; app's config defaults are these same constants, so the service and a
+// constructor called with zero Options agree.
+const (
+	// DefaultPageSize is runs.page_size when unset.
+	DefaultPageSize = 64
+	// DefaultStaleAfter is runs.stale_after when unset.
+	DefaultStaleAfter = 30 * time.Minute
+	// DefaultMaxBatchEvents is ingest.max_batch_events when unset; it is also the upper bound.
+	DefaultMaxBatchEvents = MaxBatchEvents
+)
+
+// WithDefaults returns o with every unset (zero or negative) field set to its default, and
+// MaxBatchEvents bounded by MaxBatchEvents. Every constructor of the package calls it, so the
+// defaults live only here.
+func (o Options) WithDefaults() Options {
+	if o.PageSize <= 0 {
+		o.PageSize = DefaultPageSize
+	}
+	if o.StaleAfter <= 0 {
+		o.StaleAfter = DefaultStaleAfter
+	}
+	if o.MaxBatchEvents <= 0 || o.MaxBatchEvents > MaxBatchEvents {
+		o.MaxBatchEvents = DefaultMaxBatchEvents
+	}
+	return o
+}
+
 // Wiring is everything runs.evidence decides, made in one place (NewWiring) so that no other
 // provider, and no consumer, branches on the setting again. Deep reads (deep lists, scoped reads,
 // the runs and diagnostics routes) go through Evidence, the overview through Overview, and the
@@ -71,7 +98,6 @@ func (NoWriteHook) ProfileKeyChanged(context.Context, bun.Tx, string) error { re
 var Module = fx.Module("runs",
 	fx.Provide(
 		NewWiring,
-		fx.Annotate(func(in *Ingester, o Options) *IngestHandlers { return NewIngestHandlers(in, o.MaxBatchEvents) },
-			fx.As(new(httpx.Registrar)), fx.ResultTags(`group:"routes"`)),
+		fx.Annotate(NewIngestHandlers, fx.As(new(httpx.Registrar)), fx.ResultTags(`group:"routes"`)),
 	),
 )

@@ -40,17 +40,9 @@ type PageSource struct {
 
 // NewPageSource returns a PageSource.
 func NewPageSource(db bun.IDB, o Options, now bootstrap.Clock) *PageSource {
-	if o.PageSize <= 0 {
-		o.PageSize = 64
-	}
-	if o.StaleAfter <= 0 {
-		o.StaleAfter = 30 * time.Minute
-	}
+	o = o.WithDefaults()
 	return &PageSource{db: db, pageSize: o.PageSize, staleAfter: o.StaleAfter, now: now}
 }
-
-// PageSize is the number of runs per page.
-func (p *PageSource) PageSize() int { return p.pageSize }
 
 // MaxScanFactor bounds a filtered page: it folds at most MaxScanFactor × page_size runs looking
 // for matches, so a connector whose recent runs rarely pass the filter costs a bounded read.
@@ -127,8 +119,8 @@ func (p *PageSource) load(ctx context.Context, connectorID string, runIDs []stri
 	err := p.db.NewSelect().Table("spine_events").
 		Column("run_id", "event_seq", "event_type", "occurred_at", "status", "connection_ref", "failure_reason",
 			"bs_present", "bs_status", "bs_wait_reason", "bs_profile_key").
-		ColumnExpr("CASE WHEN event_type IN (?) THEN data END AS data", bun.In(terminalTypeList)).
-		Where("source_kind = 'connector' AND source_id = ? AND run_id IN (?)", connectorID, bun.In(runIDs)).
+		ColumnExpr("CASE WHEN event_type IN (?) THEN data END AS data", bun.List(terminalTypeList)).
+		Where("source_kind = 'connector' AND source_id = ? AND run_id IN (?)", connectorID, bun.List(runIDs)).
 		OrderExpr("run_id, event_seq").Scan(ctx, &rows)
 	if err != nil {
 		return nil, fmt.Errorf("runs: load runs of %s: %w", connectorID, err)

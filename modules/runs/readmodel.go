@@ -81,15 +81,10 @@ type ReadModel struct {
 
 // NewReadModel returns the read model over db.
 func NewReadModel(db bun.IDB, o Options, now bootstrap.Clock) *ReadModel {
-	if o.StaleAfter <= 0 {
-		o.StaleAfter = NewPageSource(db, o, now).staleAfter
-	}
-	return &ReadModel{db: db, o: o, now: now}
+	return &ReadModel{db: db, o: o.WithDefaults(), now: now}
 }
 
 const appliedSeqKey = "applied_event_seq"
-
-type runKey struct{ connector, run string }
 
 // Apply updates the model for freshly stored events (inside the appending transaction). Each
 // touched run's stored partial is merged with the partial of its new events — every new event
@@ -280,7 +275,7 @@ func runEvents(ctx context.Context, db bun.IDB, connector string, runIDs []strin
 	if err := db.NewSelect().TableExpr(src+" JOIN spine_events AS e ON e.source_kind = 'connector' AND e.source_id = k.column1 AND e.run_id = k.column2", args...).
 		ColumnExpr("e.run_id, e.event_seq, e.event_type, e.occurred_at, e.status, e.connection_ref, e.failure_reason").
 		ColumnExpr("e.bs_present, e.bs_status, e.bs_wait_reason, e.bs_profile_key").
-		ColumnExpr("CASE WHEN e.event_type IN (?) THEN e.data END AS data", bun.In(terminalTypeList)).
+		ColumnExpr("CASE WHEN e.event_type IN (?) THEN e.data END AS data", bun.List(terminalTypeList)).
 		Where("e.run_id IS NOT NULL").
 		OrderExpr("e.run_id, e.event_seq").Scan(ctx, &evs); err != nil {
 		return nil, fmt.Errorf("runs: read model load runs of %s: %w", connector, err)
@@ -372,7 +367,7 @@ func loadTargets(ctx context.Context, db bun.IDB, connectors []string) (*targets
 	}
 	if err := db.NewSelect().TableExpr("connections AS c").Join("JOIN connectors AS k ON k.connector_id = c.connector_id").
 		ColumnExpr("c.connection_id, c.connector_id, k.profile_key").
-		Where("c.connector_id IN (?)", bun.In(connectors)).Scan(ctx, &rows); err != nil {
+		Where("c.connector_id IN (?)", bun.List(connectors)).Scan(ctx, &rows); err != nil {
 		return nil, fmt.Errorf("runs: read model connections: %w", err)
 	}
 	for _, r := range rows {
@@ -427,10 +422,10 @@ func recomputeHeads(ctx context.Context, tx bun.IDB, ids []string) error {
 				last_success_run_id = EXCLUDED.last_success_run_id
 			WHERE run_heads.last_run_id IS DISTINCT FROM EXCLUDED.last_run_id
 				OR run_heads.last_success_run_id IS DISTINCT FROM EXCLUDED.last_success_run_id`,
-			StatusSucceeded, bun.In(chunk)).Exec(ctx); err != nil {
+			StatusSucceeded, bun.List(chunk)).Exec(ctx); err != nil {
 			return fmt.Errorf("runs: read model heads: %w", err)
 		}
-		if _, err := tx.NewDelete().Table("run_heads").Where("connection_id IN (?)", bun.In(chunk)).
+		if _, err := tx.NewDelete().Table("run_heads").Where("connection_id IN (?)", bun.List(chunk)).
 			Where("NOT EXISTS (SELECT 1 FROM run_summaries r WHERE r.connection_id = run_heads.connection_id)").Exec(ctx); err != nil {
 			return fmt.Errorf("runs: read model heads: %w", err)
 		}

@@ -49,7 +49,7 @@ func (e *ReadModelEvidence) For(ctx context.Context, req Request) (map[string]*C
 	}
 	var heads []headRow
 	if err := db.NewSelect().Table("run_heads").Column("connection_id", "connector_id", "last_run_id", "last_success_run_id").
-		Where("connection_id IN (?)", bun.In(ids)).Scan(ctx, &heads); err != nil {
+		Where("connection_id IN (?)", bun.List(ids)).Scan(ctx, &heads); err != nil {
 		return nil, fmt.Errorf("runs: read model heads: %w", err)
 	}
 	var want [][2]string

@@ -16,6 +16,7 @@ func BenchmarkProject(b *testing.B) {
 	version, key := "1.4.0", "amazon-shopping"
 	k := &catalog.Connector{ConnectorID: "amazon", DisplayName: "Amazon", Version: &version, ProfileKey: &key, Listed: true,
 		Manifest: json.RawMessage(`{"display_name":"Amazon","streams":[{"name":"orders"},{"name":"returns"}],"capabilities":{"refresh_policy":{"maximum_staleness_seconds":86400}}}`)}
+	k.DecodeManifest()
 	c := &catalog.Connection{ConnectionID: "cin_ab12", ConnectorID: "amazon", DisplayName: "Amazon — work", Status: "active",
 		SourceKind: "browser_collector", CreatedAt: "2026-11-20T08:00:00.000Z"}
 	last := "2026-11-20T09:00:00.000Z"

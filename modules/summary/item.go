@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"connsum/modules/bootstrap"
 	"connsum/modules/catalog"
 	"connsum/modules/retained"
 	"connsum/modules/runs"
@@ -133,7 +134,7 @@ func freshness(last, success *runs.Summary, maxStaleness int64, now time.Time) F
 	case last != nil && failedStatuses[last.Status] && (f.CapturedAt == "" || last.LastAt >= f.CapturedAt):
 		f.Status = "stale"
 	case f.CapturedAt != "" && maxStaleness > 0:
-		captured, err := time.Parse(runs.TimeFormat, f.CapturedAt)
+		captured, err := time.Parse(bootstrap.TimeFormat, f.CapturedAt)
 		if err == nil && now.Sub(captured) <= time.Duration(maxStaleness)*time.Second {
 			f.Status = "current"
 		} else {

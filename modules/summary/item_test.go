@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"connsum/modules/bootstrap"
 	"connsum/modules/catalog"
 	"connsum/modules/retained"
 	"connsum/modules/runs"
@@ -23,17 +24,19 @@ func itemEntry(status, manifest string) catalog.Entry {
 		r := "2026-11-01T00:00:00.000Z"
 		revoked = &r
 	}
+	k := &catalog.Connector{ConnectorID: "shop", DisplayName: "Shop", Version: &version, Listed: true, Manifest: json.RawMessage(manifest)}
+	k.DecodeManifest()
 	return catalog.Entry{
 		Connection: &catalog.Connection{ConnectionID: "cin_x", ConnectorID: "shop", DisplayName: "Shop — home", Status: status,
 			SourceKind: "account", SourceBindingKey: "default", CreatedAt: "2026-10-01T00:00:00.000Z", RevokedAt: revoked},
-		Connector: &catalog.Connector{ConnectorID: "shop", DisplayName: "Shop", Version: &version, Listed: true, Manifest: json.RawMessage(manifest)},
+		Connector: k,
 	}
 }
 
 const dayPolicy = `{"display_name":"Shop","capabilities":{"refresh_policy":{"maximum_staleness_seconds":86400}}}`
 
 func itemRun(id, status string, ago time.Duration, reason string) *runs.Summary {
-	at := itemNow.Add(-ago).Format(runs.TimeFormat)
+	at := itemNow.Add(-ago).Format(bootstrap.TimeFormat)
 	s := &runs.Summary{RunID: id, Status: status, FirstAt: at, LastAt: at, StartedAt: &at, EventCount: 2,
 		KnownGaps: json.RawMessage("[]"), CollectionFacts: json.RawMessage("null")}
 	if reason != "" {
