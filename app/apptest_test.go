@@ -20,6 +20,9 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 	"go.uber.org/goleak"
+
+	"connsum/modules/apidoc/apidoctest"
+	"connsum/modules/auth"
 )
 
 // The tokens every app-level test configures.
@@ -44,11 +47,12 @@ func noEnv(string) (string, bool) { return "", false }
 // harness is the whole service wired by fx (app.Modules), started on 127.0.0.1:0 and driven
 // through fiber's app.Test without the network.
 type harness struct {
-	t    *testing.T
-	app  *fiber.App
-	db   *bun.DB
-	addr string
-	logs *syncBuffer // everything the service logged, at debug level
+	t     *testing.T
+	app   *fiber.App
+	db    *bun.DB
+	addr  string
+	logs  *syncBuffer   // everything the service logged, at debug level
+	authn *auth.Service // logins, one-time links
 }
 
 // syncBuffer is a log sink that request goroutines may write concurrently.
@@ -83,6 +87,12 @@ func (h *harness) requireNoTokensLogged(t *testing.T) {
 // startApp wires and starts the service on dbURL with the given tokens; it stops with the test.
 func startApp(t *testing.T, dbURL string, tokens Tokens, flags map[string]string) *harness {
 	t.Helper()
+	return startAppWith(t, dbURL, tokens, flags)
+}
+
+// startAppWith is startApp with extra fx options (fx.Decorate of a port or an option).
+func startAppWith(t *testing.T, dbURL string, tokens Tokens, flags map[string]string, opts ...fx.Option) *harness {
+	t.Helper()
 	all := map[string]string{"db.url": dbURL, "http.addr": "127.0.0.1:0", "log.level": "error"}
 	for k, v := range flags {
 		all[k] = v
@@ -94,7 +104,7 @@ func startApp(t *testing.T, dbURL string, tokens Tokens, flags map[string]string
 	h := &harness{t: t, logs: &syncBuffer{}}
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var l *Listening
-	fxApp := fxtest.New(t, Modules(cfg, tokens, log), fx.Populate(&h.app, &h.db, &l))
+	fxApp := fxtest.New(t, append([]fx.Option{Modules(cfg, tokens, log), fx.Populate(&h.app, &h.db, &l, &h.authn)}, opts...)...)
 	fxApp.RequireStart()
 	t.Cleanup(fxApp.RequireStop)
 	h.addr = l.Addr
@@ -181,6 +191,7 @@ func (h *harness) do(method, path string, body any, opts ...reqOpt) *response {
 	for _, o := range opts {
 		o(req)
 	}
+	reqHeader := req.Header.Clone()
 	resp, err := h.app.Test(req, -1)
 	if err != nil {
 		h.t.Fatalf("%s %s: %v", method, path, err)
@@ -190,7 +201,16 @@ func (h *harness) do(method, path string, body any, opts ...reqOpt) *response {
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	verifyAPI(h.t, method, path, reqHeader, raw, resp.StatusCode, resp.Header, out)
 	return &response{status: resp.StatusCode, header: resp.Header, body: out}
+}
+
+// verifyAPI checks one exchange against docs/openapi.yaml (apidoctest.Verify): every answer,
+// and every request outside apidoctest.InvalidRequestTests.
+func verifyAPI(t testing.TB, method, url string, reqHeader http.Header, reqBody []byte, status int, respHeader http.Header, respBody []byte) {
+	t.Helper()
+	apidoctest.Verify(t, apidoctest.Exchange{Method: method, URL: url, RequestHeader: reqHeader, RequestBody: reqBody,
+		Status: status, ResponseHeader: respHeader, ResponseBody: respBody}, apidoctest.Options{SecurityHeaders: true})
 }
 
 // object decodes the response as a JSON object (numbers as json.Number).

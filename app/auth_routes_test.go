@@ -15,7 +15,10 @@ func routeClass(path string) string {
 	switch {
 	case path == "/login":
 		return "login"
-	case path == "/healthz" || path == "/readyz" || path == "/":
+	case path == "/logout":
+		return "logout"
+	case path == "/healthz" || path == "/readyz" || path == "/" || strings.HasPrefix(path, "/assets/"),
+		path == "/openapi.json": // the API document: routes and shapes, no data (docs/API.md)
 		return "public"
 	case path == "/metrics" || strings.HasPrefix(path, "/admin/"):
 		return "admin"
@@ -52,7 +55,8 @@ func TestEveryRouteAuthMatrix(t *testing.T) {
 		// The enumeration must see the routes of every module, or it proves nothing.
 		for _, must := range []route{{"POST", "/_ref/spine/events"}, {"PUT", "/_ref/connectors/:connector_id"},
 			{"PUT", "/_ref/connections/:id/retained/:stream"}, {"GET", "/_ref/connectors"}, {"GET", "/dashboard"},
-			{"GET", "/admin/summary-cache"}, {"GET", "/admin/bootstrap"}, {"GET", "/metrics"}, {"GET", "/readyz"}, {"GET", "/login"}} {
+			{"GET", "/admin/summary-cache"}, {"GET", "/admin/bootstrap"}, {"GET", "/metrics"}, {"GET", "/readyz"}, {"GET", "/login"},
+			{"POST", "/login"}, {"POST", "/logout"}, {"GET", "/admin/sessions"}, {"DELETE", "/admin/sessions/:id"}} {
 			if !seen[must] {
 				t.Errorf("GetRoutes does not list %s %s; routes seen: %v", must.method, must.path, routes)
 			}
@@ -67,11 +71,14 @@ func TestEveryRouteAuthMatrix(t *testing.T) {
 			{"owner", asBearer(testOwnerToken)},
 			{"admin", asBearer(testAdminToken)},
 			{"wrong", asBearer("wrong-token-0123456789abc")},
-			{"cookie", withCookie(OwnerCookie, testOwnerToken)},
+			// A fresh browser session per request: the matrix runs logout and DELETE /admin/sessions
+			// too. It carries what a browser adds to a same-origin request.
+			{"cookie", func(r *http.Request) { withSession(h.login(t))(r) }},
 		}
 		// want[class][credential]: an exact status, or 0 for "passes the guard" (not 401/403).
 		want := map[string]map[string]int{
 			"public": {"none": 0, "owner": 0, "admin": 0, "wrong": 0, "cookie": 0},
+			"logout": {"none": 0, "owner": 0, "admin": 0, "wrong": 0, "cookie": 0},
 			"owner":  {"none": 401, "owner": 0, "admin": 403, "wrong": 401, "cookie": 0},
 			"admin":  {"none": 401, "owner": 403, "admin": 0, "wrong": 401, "cookie": 403},
 		}
@@ -89,10 +96,27 @@ func TestEveryRouteAuthMatrix(t *testing.T) {
 						body = `{}`
 					}
 					if class == "login" {
-						// /login authenticates with its query alone: a header grants nothing.
-						h.do(rt.method, path, nil, cr.opt).expectError(t, http.StatusUnauthorized, "")
-						if r := h.do(rt.method, path+"?token="+testOwnerToken, nil, cr.opt); r.status != http.StatusSeeOther {
-							t.Errorf("/login with the owner token = %d, want 303", r.status)
+						// /login authenticates with the token in a POST body or a one-time link: a
+						// header grants nothing, and a token in the URL is refused.
+						form := withHeader("Content-Type", "application/x-www-form-urlencoded")
+						if rt.method != http.MethodGet && rt.method != http.MethodPost {
+							h.do(rt.method, path, body, cr.opt).expectError(t, http.StatusMethodNotAllowed, "")
+							return
+						}
+						if rt.method == http.MethodGet {
+							if r := h.do(rt.method, path, nil, cr.opt); r.status != http.StatusOK || len(r.header.Values("Set-Cookie")) != 0 {
+								t.Errorf("GET /login with %s = %d, cookies %v; want the form and no cookie", cr.name, r.status, r.header.Values("Set-Cookie"))
+							}
+							if r := h.do(rt.method, path+"?token="+testOwnerToken, nil, cr.opt); r.status != http.StatusBadRequest || len(r.header.Values("Set-Cookie")) != 0 {
+								t.Errorf("GET /login?token= with %s = %d, cookies %v; want 400 and no cookie", cr.name, r.status, r.header.Values("Set-Cookie"))
+							}
+							return
+						}
+						if r := h.do(rt.method, path, "token=wrong-token-0123456789", cr.opt, form); r.status != http.StatusUnauthorized {
+							t.Errorf("POST /login with a wrong token and %s = %d, want 401", cr.name, r.status)
+						}
+						if r := h.do(rt.method, path, "token="+testOwnerToken, cr.opt, form); r.status != http.StatusSeeOther || sessionCookie(r) == nil {
+							t.Errorf("POST /login with the owner token and %s = %d, want 303 with a session cookie", cr.name, r.status)
 						}
 						return
 					}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"connsum/modules/auth"
 	"connsum/modules/bootstrap/dbtest"
 )
 
@@ -15,15 +16,21 @@ type authCase struct {
 	opt  reqOpt
 }
 
-var credentials = []authCase{
-	{"none", asBearer("")},
-	{"owner bearer", asBearer(testOwnerToken)},
-	{"admin bearer", asBearer(testAdminToken)},
-	{"wrong bearer", asBearer("not-the-token-0123456789")},
-	{"owner cookie", withCookie(OwnerCookie, testOwnerToken)},
-	{"wrong cookie", withCookie(OwnerCookie, "not-the-token-0123456789")},
-	{"basic scheme", withHeader("Authorization", "Basic "+testOwnerToken)},
-	{"empty bearer", withHeader("Authorization", "Bearer ")},
+// credentialsOf is every credential of the matrix; session is a browser session of the owner.
+func credentialsOf(session *http.Cookie) []authCase {
+	return []authCase{
+		{"none", asBearer("")},
+		{"owner bearer", asBearer(testOwnerToken)},
+		{"admin bearer", asBearer(testAdminToken)},
+		{"wrong bearer", asBearer("not-the-token-0123456789")},
+		{"owner cookie", withSession(session)},
+		{"wrong cookie", withSession(&http.Cookie{Name: auth.CookieName, Value: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"})},
+		// The cookie of the former login carried the owner token itself: it grants nothing now.
+		{"token as cookie", withSession(&http.Cookie{Name: auth.CookieName, Value: testOwnerToken})},
+		{"token in the old cookie", withCookie("connsum_owner", testOwnerToken)},
+		{"basic scheme", withHeader("Authorization", "Basic "+testOwnerToken)},
+		{"empty bearer", withHeader("Authorization", "Bearer ")},
+	}
 }
 
 func TestAuthMatrix(t *testing.T) {
@@ -31,6 +38,7 @@ func TestAuthMatrix(t *testing.T) {
 		h := startOwnerAdmin(t, url)
 		h.do("PUT", "/_ref/connectors/amazon", `{"display_name":"Amazon"}`).expect(t, 201)
 		event := eventBody(eventJSON("evt_auth", "run.started", "2026-11-20T08:00:00Z"))
+		credentials := credentialsOf(h.login(t))
 
 		type route struct {
 			class, method, path, body string
@@ -46,11 +54,11 @@ func TestAuthMatrix(t *testing.T) {
 		// want[class][credential]: SPEC §2.1.
 		want := map[string]map[string]int{
 			"owner": {"none": 401, "owner bearer": 200, "admin bearer": 403, "wrong bearer": 401, "owner cookie": 200,
-				"wrong cookie": 401, "basic scheme": 401, "empty bearer": 401},
+				"wrong cookie": 401, "token as cookie": 401, "token in the old cookie": 401, "basic scheme": 401, "empty bearer": 401},
 			"admin": {"none": 401, "owner bearer": 403, "admin bearer": 200, "wrong bearer": 401, "owner cookie": 403,
-				"wrong cookie": 401, "basic scheme": 401, "empty bearer": 401},
+				"wrong cookie": 401, "token as cookie": 401, "token in the old cookie": 401, "basic scheme": 401, "empty bearer": 401},
 			"public": {"none": 200, "owner bearer": 200, "admin bearer": 200, "wrong bearer": 200, "owner cookie": 200,
-				"wrong cookie": 200, "basic scheme": 200, "empty bearer": 200},
+				"wrong cookie": 200, "token as cookie": 200, "token in the old cookie": 200, "basic scheme": 200, "empty bearer": 200},
 		}
 		for _, rt := range routes {
 			for _, cr := range credentials {
@@ -113,7 +121,7 @@ func TestAdminRoutesAreOffWithoutAdminToken(t *testing.T) {
 			{"none", asBearer("")},
 			{"owner bearer", asBearer(testOwnerToken)},
 			{"former admin token", asBearer(testAdminToken)},
-			{"owner cookie", withCookie(OwnerCookie, testOwnerToken)},
+			{"owner cookie", withSession(h.login(t))},
 		} {
 			t.Run(cr.name, func(t *testing.T) {
 				h.do("GET", "/admin/bootstrap", nil, cr.opt).expectError(t, 404, "")
@@ -122,48 +130,6 @@ func TestAdminRoutesAreOffWithoutAdminToken(t *testing.T) {
 		h.do("GET", "/healthz", nil, asBearer("")).expect(t, 200)
 		h.do("PUT", "/_ref/connectors/amazon", `{"display_name":"Amazon"}`).expect(t, 201)
 		h.do("GET", "/_ref/connectors/amazon/manifest", nil, asBearer(testAdminToken)).expectError(t, 401, "")
-	})
-}
-
-func TestLogin(t *testing.T) {
-	dbtest.EngineURLs(t, func(t *testing.T, url string) {
-		h := startOwnerAdmin(t, url)
-		h.do("PUT", "/_ref/connectors/amazon", `{"display_name":"Amazon"}`).expect(t, 201)
-
-		r := h.do("GET", "/login?token="+testOwnerToken, nil, asBearer(""))
-		if r.status != http.StatusSeeOther {
-			t.Fatalf("login status = %d (%s), want 303", r.status, r.body)
-		}
-		if loc := r.header.Get("Location"); loc != "/dashboard" {
-			t.Errorf("login redirects to %q, want /dashboard", loc)
-		}
-		cookies := (&http.Response{Header: r.header}).Cookies()
-		var c *http.Cookie
-		for _, ck := range cookies {
-			if ck.Name == OwnerCookie {
-				c = ck
-			}
-		}
-		if c == nil {
-			t.Fatalf("login set no %s cookie: %v", OwnerCookie, r.header.Values("Set-Cookie"))
-		}
-		if !c.HttpOnly || c.SameSite != http.SameSiteLaxMode {
-			t.Errorf("cookie %s: HttpOnly=%v SameSite=%v, want HttpOnly and Lax", c.Raw, c.HttpOnly, c.SameSite)
-		}
-		if c.Path != "" && c.Path != "/" {
-			t.Errorf("cookie path %q does not cover /_ref and /dashboard", c.Path)
-		}
-		// The cookie the server set grants the owner routes.
-		h.do("GET", "/_ref/connectors/amazon/manifest", nil, withCookie(c.Name, c.Value)).expect(t, 200)
-
-		for _, bad := range []string{"/login?token=wrong-token-0123456789", "/login?token=" + testAdminToken, "/login", "/login?token="} {
-			r := h.do("GET", bad, nil, asBearer(""))
-			r.expectError(t, 401, "")
-			if sc := r.header.Values("Set-Cookie"); len(sc) != 0 {
-				t.Errorf("%s set cookies %v", bad, sc)
-			}
-		}
-		h.requireNoTokensLogged(t)
 	})
 }
 

@@ -27,6 +27,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		if os.Getenv("CONNSUM_REQUIRE_BROWSER") == "1" {
 			t.Fatalf("CONNSUM_REQUIRE_BROWSER=1 but no Chromium at %s", chromium)
 		}
+		dbtest.Loudly("!!! app: no Chromium at " + chromium + ": the browser smoke test is SKIPPED (CONNSUM_REQUIRE_BROWSER=1 fails instead)")
 		t.Skipf("!!! no Chromium at %s: browser smoke test SKIPPED", chromium)
 	}
 	h := startOwnerAdmin(t, dbtest.SQLiteURL(t))
@@ -72,6 +73,11 @@ func TestConsoleInBrowser(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: url %q: %v", name, r.URL, err)
 		}
+		// The harness logged in (POST /login) and the browser carried that session: the page is
+		// the one asked for, not the login form a browser without a session is sent to.
+		if final, err := url.Parse(r.FinalURL); err != nil || final.Path != u.Path {
+			t.Errorf("%s: the browser ended on %q, want %s (not logged in?)", name, r.FinalURL, u.Path)
+		}
 		page := h.do("GET", u.RequestURI(), nil)
 		if page.status != 200 || !strings.Contains(string(page.body), "Amazon") || !strings.Contains(string(page.body), "<table") {
 			t.Errorf("%s: the page's first response (%d, %d bytes) does not list the demo's connections in a table", name, page.status, len(page.body))
@@ -79,6 +85,10 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	if len(rep.APIProbes) != 2 {
 		t.Errorf("api probes %d, want the overview and a scoped read", len(rep.APIProbes))
+	}
+	// One login for the whole run, by the token; the cookie the browsers carried is its session.
+	if rows := h.sessionRows(t); len(rows) != 1 || rows[0]["via"] != "token" {
+		t.Errorf("sessions after the run: %v, want the harness's one login", rows)
 	}
 	h.requireNoTokensLogged(t)
 }

@@ -13,6 +13,7 @@ import (
 
 	"connsum/modules/bootstrap"
 	"connsum/modules/runs"
+	"connsum/modules/summary"
 )
 
 // Config is the service configuration, layered: built-in defaults → YAML file → CONNSUM_*
@@ -40,11 +41,17 @@ type Config struct {
 	AdminToken       string
 	CacheTTL         time.Duration
 	CacheSQLite      bool
+	CacheMaxEntries  int
 	RunsPageSize     int
 	RunsStaleAfter   time.Duration
 	RunsEvidence     string
 	IngestMaxEvents  int
 	LogLevel         string
+	// Auth holds the browser-session keys (auth.session_ttl …, see authconfig.go).
+	Auth AuthConfig
+	// Sources names where each key's value came from ("default", a file, an env var, "flag"),
+	// so a start-up failure can name the key and its origin.
+	Sources map[string]string
 }
 
 // setting is one config key: its default, its parser and where it lands in Config.
@@ -127,8 +134,14 @@ var settings = []setting{
 	{"data.dir", "", str(func(c *Config) *string { return &c.DataDir })},
 	{"auth.owner_token", "", str(func(c *Config) *string { return &c.OwnerToken })},
 	{"auth.admin_token", "", str(func(c *Config) *string { return &c.AdminToken })},
+	{"auth.session_ttl", "12h", timeout(func(c *Config) *time.Duration { return &c.Auth.SessionTTL }, time.Minute)},
+	{"auth.session_idle", "1h", timeout(func(c *Config) *time.Duration { return &c.Auth.SessionIdle }, time.Minute)},
+	{"auth.login_link_ttl", "10m", timeout(func(c *Config) *time.Duration { return &c.Auth.LinkTTL }, 10*time.Second)},
+	{"auth.cookie_secure", "auto", cookieSecure(func(c *Config) *string { return &c.Auth.CookieSecure })},
+	{"auth.login_per_minute", "10", integer(func(c *Config) *int { return &c.Auth.LoginPerMinute }, 1, 10000)},
 	{"summary.cache.ttl", "5s", duration(func(c *Config) *time.Duration { return &c.CacheTTL }, time.Millisecond)},
 	{"summary.cache.sqlite", "false", boolean(func(c *Config) *bool { return &c.CacheSQLite })},
+	{"summary.cache.max_entries", strconv.Itoa(summary.DefaultCacheMaxEntries), integer(func(c *Config) *int { return &c.CacheMaxEntries }, 1, 1000000)},
 	{"runs.page_size", strconv.Itoa(runs.DefaultPageSize), integer(func(c *Config) *int { return &c.RunsPageSize }, 1, 10000)},
 	{"runs.stale_after", runs.DefaultStaleAfter.String(), duration(func(c *Config) *time.Duration { return &c.RunsStaleAfter }, time.Second)},
 	{"runs.evidence", string(runs.SourceReadModel), str(func(c *Config) *string { return &c.RunsEvidence })},
@@ -185,7 +198,7 @@ func LoadConfig(file string, explicit bool, env func(string) (string, bool), fla
 	for k, v := range flags {
 		values[k], source[k] = v, "flag"
 	}
-	c := &Config{}
+	c := &Config{Sources: source}
 	for _, s := range settings {
 		if err := s.set(c, strings.TrimSpace(values[s.key])); err != nil {
 			return nil, &ConfigError{Key: s.key, Source: source[s.key], Msg: err.Error()}

@@ -109,8 +109,8 @@ func (w *lineWatcher) Write(p []byte) (int, error) {
 }
 
 // startServe runs `connsum serve` on dbURL with the test tokens, on a free loopback port, with
-// no config file and none of the caller's CONNSUM_* variables.
-func startServe(t *testing.T, dbURL, dataDir string) *serveProc {
+// no config file and none of the caller's CONNSUM_* variables; env (KEY=value) overrides.
+func startServe(t *testing.T, dbURL, dataDir string, env ...string) *serveProc {
 	t.Helper()
 	bin := connsumBinary(t)
 	p := &serveProc{out: &syncBuffer{}, done: make(chan struct{}), listen: make(chan string, 1)}
@@ -123,6 +123,7 @@ func startServe(t *testing.T, dbURL, dataDir string) *serveProc {
 	}
 	p.cmd.Env = append(p.cmd.Env, "CONNSUM_AUTH_OWNER_TOKEN="+testOwnerToken, "CONNSUM_AUTH_ADMIN_TOKEN="+testAdminToken,
 		"CONNSUM_DATA_DIR="+dataDir, "CONNSUM_LOG_LEVEL=warn", "CONNSUM_HTTP_SHUTDOWN_TIMEOUT=20s")
+	p.cmd.Env = append(p.cmd.Env, env...) // the last value of a key wins
 	p.cmd.Stdout = &lineWatcher{buf: p.out, found: p.listen}
 	p.cmd.Stderr = p.out
 	if err := p.cmd.Start(); err != nil {

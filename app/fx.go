@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"time"
@@ -9,6 +10,8 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"go.uber.org/fx"
 
+	"connsum/modules/apidoc"
+	"connsum/modules/auth"
 	"connsum/modules/bootstrap"
 	"connsum/modules/catalog"
 	"connsum/modules/console"
@@ -34,14 +37,23 @@ func Modules(cfg *Config, tokens Tokens, log *slog.Logger) fx.Option {
 		catalog.Module,
 		runs.Module,
 		retained.Module,
-		fx.Supply(summary.Options{CacheTTL: cfg.CacheTTL, CacheSQLite: cfg.CacheSQLite, ComputeTimeout: cfg.DBRequestTimeout}),
+		fx.Supply(summary.Options{CacheTTL: cfg.CacheTTL, CacheSQLite: cfg.CacheSQLite, CacheMaxEntries: cfg.CacheMaxEntries, ComputeTimeout: cfg.DBRequestTimeout}),
 		summary.Module,
 		console.Module,
+		apidoc.Module,
+		fx.Provide(func() (auth.Options, error) {
+			o := cfg.Auth.Options()
+			style, err := console.StyleHash() // the console's inline stylesheet is the one allowed
+			o.StyleSources = []string{style}
+			return o, err
+		}),
+		auth.Module,
+		fx.Provide(newInFlight, fx.Annotate((*inFlight).middleware, fx.ResultTags(`group:"middleware"`))),
 		fx.Provide(fx.Annotate(
-			func(cfg *Config, tokens Tokens, log *slog.Logger, regs []httpx.Registrar, mw []httpx.Middleware) *fiber.App {
-				return NewServer(ServerParams{Config: cfg, Tokens: tokens, Registrars: regs, Middleware: mw, Log: log})
+			func(cfg *Config, tokens Tokens, authn *auth.Service, log *slog.Logger, regs []httpx.Registrar, mw []httpx.Middleware) *fiber.App {
+				return NewServer(ServerParams{Config: cfg, Tokens: tokens, Auth: authn, Registrars: regs, Middleware: mw, Log: log})
 			},
-			fx.ParamTags(``, ``, ``, `group:"routes"`, `group:"middleware"`),
+			fx.ParamTags(``, ``, ``, ``, `group:"routes"`, `group:"middleware"`),
 		)),
 		fx.Supply(&Listening{}),
 		fx.Invoke(startServer),
@@ -66,17 +78,20 @@ func poolOptions(cfg *Config) bootstrap.PoolOptions {
 // startServer listens after bootstrap is ready (Ready's start hook was appended first) and
 // shuts down gracefully: in-flight requests finish within http.shutdown_timeout. When serving
 // fails it asks the app to shut down with exit code 1, so the process does not linger without
-// a server.
-func startServer(lc fx.Lifecycle, sd fx.Shutdowner, app *fiber.App, cfg *Config, _ *bootstrap.Ready, l *Listening, log *slog.Logger) {
+// a server. A shutdown that outlasts the timeout is a planned stop, not a failure: it logs what
+// it cuts (requests in handlers, connections still sending or receiving) and returns nil, so the
+// process exits 0; the cut requests' transactions roll back (a batch is all or nothing).
+func startServer(lc fx.Lifecycle, sd fx.Shutdowner, app *fiber.App, cfg *Config, _ *bootstrap.Ready, l *Listening, fl *inFlight, log *slog.Logger) {
 	var ln net.Listener
 	lc.Append(fx.Hook{
 		OnStart: func(ctx context.Context) error {
 			var err error
 			ln, err = net.Listen("tcp", cfg.HTTPAddr)
 			if err != nil {
-				return err
+				return &keyedError{key: "http.addr", err: err}
 			}
 			l.Addr = ln.Addr().String()
+			app.Server().ConnState = fl.connState
 			go func() {
 				if err := app.Listener(ln); err != nil {
 					log.Error("http server stopped", "err", err)
@@ -90,6 +105,10 @@ func startServer(lc fx.Lifecycle, sd fx.Shutdowner, app *fiber.App, cfg *Config,
 			// If Stop comes before the serving goroutine registered the listener, fiber's
 			// shutdown has nothing to close: close it here so the port is never left open.
 			_ = ln.Close()
+			if errors.Is(err, context.DeadlineExceeded) {
+				fl.logCut(log, cfg.ShutdownTimeout)
+				return nil
+			}
 			return err
 		},
 	})

@@ -21,6 +21,7 @@ import (
 	"github.com/uptrace/bun"
 	"go.uber.org/fx"
 
+	"connsum/modules/auth"
 	"connsum/modules/bootstrap"
 	"connsum/modules/perf"
 	"connsum/modules/runs"
@@ -28,20 +29,43 @@ import (
 
 const usage = `connsum — the per-connection summary feed of a personal-data server
 
-usage:
-  connsum [serve] [--config FILE] [--addr ADDR] [--db URL] [--demo]
-  connsum migrate [--config FILE] [--db URL]
-  connsum seed --profile demo|live|fleet [--seed N] [--config FILE] [--db URL]
-  connsum rebuild [--config FILE] [--db URL]
-  connsum bench api|browser|load|write [flags]   (connsum bench api -h)
+usage: connsum [command] [flags]      (connsum <command> --help lists its flags)
 
-Every config key also comes from CONNSUM_<KEY> (summary.cache.ttl → CONNSUM_SUMMARY_CACHE_TTL).
+commands:
+  serve          run the HTTP API and the owner console (the default; --demo seeds demo data into an empty database)
+  migrate        apply the database migrations and verify/recreate the required indexes
+  seed           load a data profile into the database (--profile demo|live|fleet, --seed N)
+  rebuild        recompute the run read model from the spine event log (resumable)
+  bench api      measure the API's reads and ingest on a seeded profile (--profile, --json, --compare)
+  bench browser  measure console pages in headless Chromium (--base URL, --routes, --viewports)
+  bench load     64 overview readers and a writer against an in-process server (--seconds, --json)
+  bench write    concurrent ingest, catalog and retained writers, and database memory (--writers, --batch)
+  help           print this list
+
+serve, migrate, seed and rebuild take --config FILE and --db URL; every config key also comes from
+CONNSUM_<KEY> (summary.cache.ttl → CONNSUM_SUMMARY_CACHE_TTL). API: docs/API.md, GET /openapi.json.
 `
 
-// Main runs the CLI and returns the process exit code.
+// benchUsage lists the bench commands (connsum bench --help).
+const benchUsage = `usage: connsum bench <command> [flags]      (connsum bench <command> --help lists its flags)
+
+commands:
+  api      measure the API's reads and ingest on a seeded profile
+  browser  measure console pages in headless Chromium
+  load     64 overview readers and a writer against an in-process server
+  write    concurrent ingest, catalog and retained writers, and database memory
+`
+
+// usageError is a command line that names no valid command or carries stray arguments: exit 2.
+type usageError string
+
+func (e usageError) Error() string { return string(e) }
+
+// Main runs the CLI and returns the process exit code: 0 on success (and for --help), 1 when the
+// command failed, 2 for a command line that is not valid.
 func Main(args []string, stdout, stderr io.Writer) int {
 	cmd := "serve"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+	if len(args) > 0 && (!strings.HasPrefix(args[0], "-") || isHelp(args[0])) {
 		cmd, args = args[0], args[1:]
 	}
 	var err error
@@ -55,22 +79,95 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	case "rebuild":
 		err = rebuildCmd(args, stdout)
 	case "bench":
-		err = perf.BenchMain(args, stdout, stderr, benchStarter)
-	case "help", "-h", "--help":
+		err = benchCmd(args, stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		if len(args) > 0 { // connsum help seed: seed's flags
+			switch args[0] {
+			case "serve", "migrate", "seed", "rebuild", "bench":
+				return Main(append(append([]string{}, args...), "--help"), stdout, stderr)
+			}
+			fmt.Fprintf(stderr, "connsum: unknown command %q\n\n%s", args[0], usage)
+			return 2
+		}
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:
 		fmt.Fprintf(stderr, "connsum: unknown command %q\n\n%s", cmd, usage)
 		return 2
 	}
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
 		fmt.Fprintln(stderr, "connsum:", err)
-		return 1
+		return 2
 	}
-	return 0
+	fmt.Fprintln(stderr, "connsum:", err)
+	return 1
+}
+
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "-help" || arg == "--help" || arg == "help"
+}
+
+// benchCmd dispatches the bench commands; `connsum bench --help` lists them.
+func benchCmd(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, benchUsage)
+		return usageError("bench: name a bench command")
+	}
+	switch args[0] {
+	case "api", "browser", "load", "write":
+	default:
+		if isHelp(args[0]) {
+			fmt.Fprint(stdout, benchUsage)
+			return nil
+		}
+		fmt.Fprint(stderr, benchUsage)
+		return usageError(fmt.Sprintf("bench: unknown bench command %q", args[0]))
+	}
+	// The benches seed and open their own databases; like migrate and seed, a --db naming a
+	// SQLite file in a directory that does not exist is refused rather than created (a typo).
+	if db, ok := flagValue(args[1:], "db"); ok {
+		if err := requireSQLiteDir(db); err != nil {
+			return err
+		}
+	}
+	return perf.BenchMain(args, stdout, stderr, benchStarter)
+}
+
+// flagValue finds -name/--name VALUE or -name=VALUE among args.
+func flagValue(args []string, name string) (string, bool) {
+	for i, a := range args {
+		a = strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if v, ok := strings.CutPrefix(a, name+"="); ok {
+			return v, true
+		}
+		if a == name && i+1 < len(args) {
+			return args[i+1], true
+		}
+	}
+	return "", false
+}
+
+// requireSQLiteDir refuses a SQLite database whose directory does not exist. Only serve creates
+// its data directory; for the other commands a missing directory is almost always a typo, and
+// creating it would seed or migrate a database nobody will find.
+func requireSQLiteDir(dbURL string) error {
+	d, path, err := bootstrap.ParseURL(dbURL)
+	if err != nil || d != bootstrap.SQLite {
+		return nil // an invalid URL is reported by the command, naming db.url
+	}
+	if strings.Contains(path, ":memory:") {
+		return nil
+	}
+	dir := filepath.Dir(path)
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return fmt.Errorf("db.url: the directory %q of %s does not exist (create it first; only connsum serve creates its data directory)", dir, dbURL)
+	}
+	return nil
 }
 
 // common holds the flags every command shares.
@@ -86,6 +183,18 @@ func newFlags(name string) *common {
 	c.fs.StringVar(&c.config, "config", "", "YAML config file (default configs/default.yaml when present)")
 	c.fs.StringVar(&c.db, "db", "", "database URL: sqlite:PATH or postgres://…")
 	return c
+}
+
+// parse parses the command's flags and refuses positional arguments: every command takes flags
+// only, so `connsum seed help` must not seed a database.
+func (c *common) parse(args []string) error {
+	if err := c.fs.Parse(args); err != nil {
+		return err
+	}
+	if c.fs.NArg() > 0 {
+		return usageError(fmt.Sprintf("%s: unexpected argument %q (the command takes flags only; connsum %s --help lists them)", c.fs.Name(), c.fs.Arg(0), c.fs.Name()))
+	}
+	return nil
 }
 
 func (c *common) load() (*Config, error) {
@@ -113,7 +222,7 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	c := newFlags("serve")
 	c.fs.StringVar(&c.addr, "addr", "", "listen address (http.addr)")
 	demo := c.fs.Bool("demo", false, "seed the demo profile into an empty database and print the login URL")
-	if err := c.fs.Parse(args); err != nil {
+	if err := c.parse(args); err != nil {
 		return err
 	}
 	cfg, err := c.load()
@@ -123,34 +232,45 @@ func serve(args []string, stdout, stderr io.Writer) error {
 	log := newLogger(stderr, cfg.LogLevel)
 	tokens, generated, err := ensureOwnerToken(cfg)
 	if err != nil {
-		return err
+		return startupError(cfg, &keyedError{key: "data.dir", err: err})
 	}
 	if *demo {
 		seeded, err := perf.SeedIfEmpty(context.Background(), cfg.DBURL, "demo", 1, io.Discard)
 		if err != nil {
-			return err
+			return startupError(cfg, err)
 		}
 		if seeded {
 			fmt.Fprintln(stdout, "seeded the demo profile")
 		}
 	}
 	var l *Listening
-	app := fx.New(Modules(cfg, tokens, log), fx.Populate(&l))
+	var authn *auth.Service
+	app := fx.New(Modules(cfg, tokens, log), fx.Populate(&l, &authn))
 	if err := app.Err(); err != nil {
-		return err
+		return startupError(cfg, err)
 	}
 	startCtx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := app.Start(startCtx); err != nil {
-		return err
+		return startupError(cfg, err)
 	}
 	host := l.Addr
 	if strings.HasPrefix(host, "0.0.0.0:") || strings.HasPrefix(host, "[::]:") {
 		host = "127.0.0.1:" + host[strings.LastIndex(host, ":")+1:]
 	}
 	fmt.Fprintf(stdout, "connsum listening on http://%s (%s)\n", host, redactURL(cfg.DBURL))
+	// The long-lived owner token is never printed: a first start or --demo prints a one-time
+	// link (single use, auth.login_link_ttl), other starts the login form's address.
 	if generated || *demo {
-		fmt.Fprintf(stdout, "console login: http://%s/login?token=%s\n", host, tokens.Owner)
+		if path, exp, err := authn.IssueLoginLink(startCtx); err != nil {
+			// The service runs; the login form (GET /login) takes the token instead.
+			log.Warn("no one-time login link", "err", err)
+			fmt.Fprintf(stdout, "console login: http://%s/login\n", host)
+		} else {
+			fmt.Fprintf(stdout, "console login (one-time link, valid until %s): http://%s%s\n", exp.Format(time.RFC3339), host, path)
+		}
+	} else {
+		fmt.Fprintf(stdout, "console login: http://%s/login\n", host)
 	}
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
@@ -205,11 +325,14 @@ func redactURL(u string) string {
 
 func migrateCmd(args []string, stdout io.Writer) error {
 	c := newFlags("migrate")
-	if err := c.fs.Parse(args); err != nil {
+	if err := c.parse(args); err != nil {
 		return err
 	}
 	cfg, err := c.load()
 	if err != nil {
+		return err
+	}
+	if err := requireSQLiteDir(cfg.DBURL); err != nil {
 		return err
 	}
 	ctx := context.Background()
@@ -237,11 +360,14 @@ func seedCmd(args []string, stdout io.Writer) error {
 	c := newFlags("seed")
 	profile := c.fs.String("profile", "demo", "demo, live or fleet")
 	seed := c.fs.Int64("seed", 1, "random seed; the same seed gives the same data")
-	if err := c.fs.Parse(args); err != nil {
+	if err := c.parse(args); err != nil {
 		return err
 	}
 	cfg, err := c.load()
 	if err != nil {
+		return err
+	}
+	if err := requireSQLiteDir(cfg.DBURL); err != nil {
 		return err
 	}
 	ctx := context.Background()
@@ -285,11 +411,14 @@ func randomHex(n int) string {
 // rebuildCmd recomputes the run read model from the spine log and reports what it fixed.
 func rebuildCmd(args []string, stdout io.Writer) error {
 	c := newFlags("rebuild")
-	if err := c.fs.Parse(args); err != nil {
+	if err := c.parse(args); err != nil {
 		return err
 	}
 	cfg, err := c.load()
 	if err != nil {
+		return err
+	}
+	if err := requireSQLiteDir(cfg.DBURL); err != nil {
 		return err
 	}
 	ctx := context.Background()

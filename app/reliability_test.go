@@ -27,6 +27,7 @@ import (
 
 // netClient talks to a started service over its real listener, as a client would.
 type netClient struct {
+	t    *testing.T // every answer is checked against docs/openapi.yaml on it
 	base string
 	http *http.Client
 }
@@ -34,7 +35,7 @@ type netClient struct {
 func newNetClient(t *testing.T, addr string) *netClient {
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	t.Cleanup(tr.CloseIdleConnections)
-	return &netClient{base: "http://" + addr, http: &http.Client{Transport: tr, Timeout: 60 * time.Second}}
+	return &netClient{t: t, base: "http://" + addr, http: &http.Client{Transport: tr, Timeout: 60 * time.Second}}
 }
 
 // call sends one request with the owner token unless token says otherwise; a transport error
@@ -64,6 +65,7 @@ func (c *netClient) call(method, path, token string, body []byte) *response {
 	if err != nil {
 		return &response{body: []byte(err.Error())}
 	}
+	verifyAPI(c.t, method, path, req.Header, body, resp.StatusCode, resp.Header, b)
 	return &response{status: resp.StatusCode, header: resp.Header, body: b}
 }
 

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"log/slog"
 	"net/url"
@@ -13,23 +12,21 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/gofiber/fiber/v2/middleware/recover"
 
+	"connsum/modules/auth"
 	"connsum/modules/bootstrap"
 	"connsum/modules/httpx"
 )
 
-// OwnerCookie is the session cookie set by /login.
-const OwnerCookie = "connsum_owner"
-
 // Tokens are the credentials of SPEC §2.1.
-type Tokens struct {
-	Owner string
-	Admin string // empty: admin routes answer 404
-}
+type Tokens = auth.Tokens
 
 // ServerParams are what NewServer needs.
 type ServerParams struct {
-	Config     *Config
-	Tokens     Tokens
+	Config *Config
+	Tokens Tokens
+	// Auth guards the routes and sets the security headers; nil builds one from Tokens that
+	// accepts bearer tokens only (no browser sessions without a database).
+	Auth       *auth.Service
 	Registrars []httpx.Registrar
 	Middleware []httpx.Middleware
 	Log        *slog.Logger
@@ -45,14 +42,24 @@ func NewServer(p ServerParams) *fiber.App {
 		IdleTimeout:           p.Config.HTTPIdleTimeout,
 		DisableStartupMessage: true,
 		ErrorHandler:          errorHandler(p.Log),
+		RequestMethods:        requestMethods(), // fiber's and unknownMethod (methods.go)
 	})
 	app.Use(recover.New())
 	app.Use(requestDeadline(p.Config.DBRequestTimeout))
-	sort.Slice(p.Middleware, func(i, j int) bool { return p.Middleware[i].Name < p.Middleware[j].Name })
+	authn := p.Auth
+	if authn == nil {
+		authn = auth.NewService(p.Tokens, auth.Options{}, nil, p.Log)
+	}
+	app.Use(authn.SecurityHeaders()) // before any module middleware, so every answer has them
+	sort.Slice(p.Middleware, func(i, j int) bool {
+		if p.Middleware[i].Order != p.Middleware[j].Order {
+			return p.Middleware[i].Order < p.Middleware[j].Order
+		}
+		return p.Middleware[i].Name < p.Middleware[j].Name
+	})
 	for _, m := range p.Middleware {
 		app.Use(m.Handler)
 	}
-	g := guards{tokens: p.Tokens}
 	var routes []httpx.Route
 	for _, r := range p.Registrars {
 		routes = append(routes, r.Routes()...)
@@ -64,13 +71,20 @@ func NewServer(p ServerParams) *fiber.App {
 		}
 		return routes[i].Method < routes[j].Method
 	})
-	app.Get("/login", g.login)
-	for _, r := range routes {
-		app.Add(r.Method, r.Path, g.guard(r.Access), r.Handler)
-	}
+	registerRoutes(app, routes, authn.Guard) // HEAD where GET is, 405 with Allow (methods.go)
 	app.Use(func(c *fiber.Ctx) error {
-		return httpx.NotFound("", "no route %s %s", c.Method(), c.Path())
+		// Past every route: 501 for a method the service does not know, fiber's 405 (with
+		// Allow) for a path served under other methods only, else a 404.
+		if c.Method() == unknownMethod {
+			return errUnknownMethod
+		}
+		err := c.Next()
+		if fe, ok := err.(*fiber.Error); ok && fe.Code == fiber.StatusNotFound {
+			return httpx.NotFound("", "no route %s %s", c.Method(), c.Path())
+		}
+		return err
 	})
+	renameUnknownMethods(app)
 	return app
 }
 
@@ -97,69 +111,6 @@ func requestDeadline(d time.Duration) fiber.Handler {
 // recovers (the pool discards dead connections, so the next request after recovery succeeds).
 const retryAfterSeconds = "2"
 
-type guards struct{ tokens Tokens }
-
-func equal(a, b string) bool {
-	return b != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
-}
-
-// credential returns the presented token: the bearer header, else the session cookie.
-func credential(c *fiber.Ctx) string {
-	if h := c.Get(fiber.HeaderAuthorization); h != "" {
-		if t, ok := strings.CutPrefix(h, "Bearer "); ok {
-			return strings.TrimSpace(t)
-		}
-		return "\x00invalid"
-	}
-	return c.Cookies(OwnerCookie)
-}
-
-var (
-	errNoToken    = &httpx.Error{Status: fiber.StatusUnauthorized, Code: "unauthorized", Message: "a token is required: Authorization: Bearer <token> or the login cookie"}
-	errBadToken   = &httpx.Error{Status: fiber.StatusUnauthorized, Code: "unauthorized", Message: "the token is not valid"}
-	errWrongToken = &httpx.Error{Status: fiber.StatusForbidden, Code: "forbidden", Message: "this token does not grant access to this route"}
-)
-
-func (g guards) guard(a httpx.Access) fiber.Handler {
-	return func(c *fiber.Ctx) error {
-		if a == httpx.Public {
-			return c.Next()
-		}
-		if a == httpx.Admin && g.tokens.Admin == "" {
-			return httpx.NotFound("", "no route %s %s", c.Method(), c.Path())
-		}
-		tok := credential(c)
-		want, other := g.tokens.Owner, g.tokens.Admin
-		if a == httpx.Admin {
-			want, other = g.tokens.Admin, g.tokens.Owner
-		}
-		switch {
-		case tok == "":
-			return errNoToken
-		case equal(tok, want):
-			return c.Next()
-		case equal(tok, other):
-			return errWrongToken
-		default:
-			return errBadToken
-		}
-	}
-}
-
-// login sets the owner cookie for a valid token and redirects to the console.
-func (g guards) login(c *fiber.Ctx) error {
-	if !equal(c.Query("token"), g.tokens.Owner) {
-		return errBadToken
-	}
-	c.Cookie(&fiber.Cookie{Name: OwnerCookie, Value: g.tokens.Owner, Path: "/", HTTPOnly: true, SameSite: fiber.CookieSameSiteLaxMode})
-	// next may name a console page to land on; anything else (other sites, other paths) is ignored.
-	target := "/dashboard"
-	if next := c.Query("next"); strings.HasPrefix(next, "/dashboard") && !strings.ContainsAny(next, "\\\r\n") && !strings.HasPrefix(next, "//") {
-		target = next
-	}
-	return c.Redirect(target, fiber.StatusSeeOther)
-}
-
 // errorHandler renders every error as the JSON error shape; 5xx never carry internals, and a
 // 503 (database unavailable, out of its deadline, statement cancelled by statement_timeout)
 // says when to retry.
@@ -178,6 +129,9 @@ func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 			log.Warn("unique key conflict", "method", c.Method(), "path", safePath(c), "err", err)
 		case bootstrap.IsUnavailable(err):
 			e = httpx.Unavailable
+			if reason, ok := bootstrap.StorageFault(err); ok {
+				e = storageFault(reason)
+			}
 			log.Warn("database unavailable", "method", c.Method(), "path", safePath(c), "err", err)
 		default:
 			e = httpx.Internal
@@ -190,6 +144,13 @@ func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 	}
 }
 
+// storageFault is the 503 of a write the database refused for its storage (disk full, read-only):
+// the request was fine and may be sent again once the operator acted; /readyz says degraded.
+func storageFault(reason string) *httpx.Error {
+	return &httpx.Error{Status: fiber.StatusServiceUnavailable, Code: "unavailable",
+		Message: "the database cannot take writes right now (" + reason + "); nothing was stored, retry later"}
+}
+
 func fiberError(fe *fiber.Error) *httpx.Error {
 	switch fe.Code {
 	case fiber.StatusNotFound:
@@ -197,7 +158,7 @@ func fiberError(fe *fiber.Error) *httpx.Error {
 	case fiber.StatusRequestEntityTooLarge:
 		return &httpx.Error{Status: fe.Code, Code: "too_large", Message: "the request body is too large"}
 	case fiber.StatusMethodNotAllowed:
-		return &httpx.Error{Status: fe.Code, Code: "method_not_allowed", Message: "method not allowed"}
+		return errMethodNotAllowed
 	case fiber.StatusBadRequest:
 		return httpx.Invalid("", "bad request")
 	case fiber.StatusRequestTimeout:

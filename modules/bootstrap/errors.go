@@ -14,11 +14,14 @@ import (
 
 // IsUnavailable reports whether err means the database cannot answer right now (connection
 // refused or lost, server shutting down, the request's deadline passed while it waited for a
-// connection or an answer, the server's statement_timeout cancelled the statement), as opposed
-// to a bad query. Such errors become 503.
+// connection or an answer, the server's statement_timeout cancelled the statement, the storage
+// is full or read-only: StorageFault), as opposed to a bad query. Such errors become 503.
 func IsUnavailable(err error) bool {
 	if err == nil {
 		return false
+	}
+	if _, ok := StorageFault(err); ok {
+		return true
 	}
 	if IsRetryable(err) {
 		// A serialization failure or deadlock that outlasted RunInTx's retries: the client may
@@ -69,3 +72,48 @@ func IsUniqueViolation(err error) bool {
 	}
 	return strings.Contains(err.Error(), "UNIQUE constraint failed")
 }
+
+// The storage faults StorageFault reports: the database is up and answers reads, but refuses
+// writes until an operator frees space or makes it writable again.
+const (
+	FaultDiskFull = "disk_full"
+	FaultReadOnly = "read_only"
+)
+
+// StorageFault reports whether err is the database refusing a write because its storage is full
+// (SQLITE_FULL, PostgreSQL 53100 disk_full) or read-only (SQLITE_READONLY and its extended
+// codes, PostgreSQL 25006 read_only_sql_transaction: a standby, or default_transaction_read_only),
+// and which of the two. Such errors are not the request's fault and pass when the operator acts,
+// so they answer 503 with Retry-After and put /readyz in the degraded state.
+func StorageFault(err error) (string, bool) {
+	if err == nil {
+		return "", false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code {
+		case "53100":
+			return FaultDiskFull, true
+		case "25006":
+			return FaultReadOnly, true
+		}
+		return "", false
+	}
+	// modernc.org/sqlite's *sqlite.Error; the primary result code is the low byte of an extended one.
+	var coded interface{ Code() int }
+	if errors.As(err, &coded) {
+		switch coded.Code() & 0xff {
+		case sqliteFull:
+			return FaultDiskFull, true
+		case sqliteReadOnly:
+			return FaultReadOnly, true
+		}
+	}
+	return "", false
+}
+
+// SQLite primary result codes (sqlite3.h).
+const (
+	sqliteReadOnly = 8
+	sqliteFull     = 13
+)

@@ -40,6 +40,47 @@ func requireDisplayName(t *testing.T, name string) {
 	}
 }
 
+// requireTextAsSent fails when an accepted JSON text holds a string (key or value, at any
+// depth) with U+0000, or one in which decoding replaced something with U+FFFD (a lone
+// surrogate escape): SPEC §2, never silently replaced. U+FFFD the text spells itself is fine.
+func requireTextAsSent(t *testing.T, raw []byte) {
+	t.Helper()
+	spelt := strings.Count(string(raw), "\uFFFD") + strings.Count(strings.ToLower(string(raw)), `\ufffd`)
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber() // 1e700 is valid JSON, beyond a float64
+	if err := dec.Decode(&v); err != nil {
+		t.Fatalf("accepted %q: %v", raw, err)
+	}
+	decoded := 0
+	var walk func(v any)
+	check := func(s string) {
+		if strings.ContainsRune(s, 0) {
+			t.Fatalf("accepted a string with NUL in %q", raw)
+		}
+		decoded += strings.Count(s, "\uFFFD")
+	}
+	walk = func(v any) {
+		switch x := v.(type) {
+		case string:
+			check(x)
+		case []any:
+			for _, el := range x {
+				walk(el)
+			}
+		case map[string]any:
+			for k, el := range x {
+				check(k)
+				walk(el)
+			}
+		}
+	}
+	walk(v)
+	if decoded > spelt {
+		t.Fatalf("accepted %q, in which decoding replaced %d characters with U+FFFD", raw, decoded-spelt)
+	}
+}
+
 func generic(t *testing.T, raw []byte) any {
 	t.Helper()
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -60,6 +101,9 @@ func FuzzParseManifest(f *testing.F) {
 		`{"display_name":"A","capabilities":{"public_listing":{"listed":"false"}}}`,
 		`{"display_name":"   "}`, `{"display_name":5}`, `{"version":"1"}`, `[]`, `null`, ``, `{"display_name":"A"}}`,
 		`{"display_name":"x'; DROP TABLE connectors;--"}`,
+		`{"display_name":"A\u0000B"}`, `{"display_name":"A","version":"\ud800"}`,
+		`{"display_name":"A","capabilities":{"browser_surface":{"profile_key":"k\u0000"}}}`,
+		`{"display_name":"<b>A & \ud83d\ude00</b>","x":{"\\u0000":"\udbff\udfff"}}`, `{"display_nme":"A"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -69,6 +113,7 @@ func FuzzParseManifest(f *testing.F) {
 			requireBadRequest(t, err)
 			return
 		}
+		requireTextAsSent(t, raw)
 		requireDisplayName(t, m.DisplayName)
 		if !json.Valid(m.Raw) {
 			t.Fatalf("stored manifest %q is not JSON", m.Raw)
@@ -115,6 +160,8 @@ func FuzzParseConnectionInput(f *testing.F) {
 		`{"connector_id":"amazon","connection_id":"conn-1"}`, `{"connector_id":"amazon","source_binding_key":""}`,
 		`{"connector_id":"amazon","owner":"me"}`, `{"connector_id":"amazon","status":1}`, `{"display_name":"x"}`,
 		`{"connector_id":"x'; DROP TABLE spine_events;--"}`, `{"connector_id":"amazon","display_name":null}`, `[1]`, ``,
+		`{"connector_id":"amazon","display_name":"A\u0000"}`, `{"connector_id":"amazon","source_binding_key":"\udc00"}`,
+		`{"conector_id":"amazon"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -124,6 +171,7 @@ func FuzzParseConnectionInput(f *testing.F) {
 			requireBadRequest(t, err)
 			return
 		}
+		requireTextAsSent(t, raw)
 		if !fuzzConnectorRE.MatchString(in.ConnectorID) || !fuzzStatuses[in.Status] || !fuzzKinds[in.SourceKind] {
 			t.Fatalf("accepted %+v", in)
 		}
@@ -157,6 +205,7 @@ func FuzzParseConnectionPatch(f *testing.F) {
 		`{"status":"paused"}`, `{"display_name":"Amazon — home"}`, `{"display_name":"x","status":"revoked"}`,
 		`{}`, `{"status":"archived"}`, `{"display_name":""}`, `{"status":"paused","connector_id":"chase"}`,
 		`{"display_name":null}`, `{"status":null,"display_name":"a"}`, `null`, `{"display_name":"a"} x`,
+		`{"display_name":"a\u0000"}`, `{"display_name":"\ud800\ud800"}`, `{"stauts":"paused"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -166,6 +215,7 @@ func FuzzParseConnectionPatch(f *testing.F) {
 			requireBadRequest(t, err)
 			return
 		}
+		requireTextAsSent(t, raw)
 		if p.DisplayName == nil && p.Status == nil {
 			t.Fatal("accepted a patch that changes nothing")
 		}

@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"bytes"
 	"encoding/json"
 	"regexp"
 	"strconv"
@@ -102,8 +103,12 @@ func ParseManifest(raw []byte) (Manifest, error) {
 			}
 		}
 	}
-	// Marshalling a RawMessage compacts it; the bytes were just parsed, so it cannot fail.
-	m.Raw, _ = json.Marshal(json.RawMessage(raw))
+	// Stored compacted as sent: json.Compact keeps every escape and character as given (no
+	// HTML escaping, which json.Marshal of a RawMessage would add). The bytes were just parsed,
+	// so it cannot fail.
+	var buf bytes.Buffer
+	_ = json.Compact(&buf, raw)
+	m.Raw = buf.Bytes()
 	return m, nil
 }
 
@@ -124,6 +129,9 @@ func ParseConnectionInput(raw []byte) (ConnectionInput, error) {
 		return ConnectionInput{}, err
 	}
 	in := ConnectionInput{Status: StatusActive, SourceKind: "account", SourceBindingKey: "default"}
+	if err := o.Known("connector_id", "display_name", "status", "source_kind", "source_binding_key", "connection_id"); err != nil {
+		return in, err
+	}
 	if in.ConnectorID, err = o.RequiredString("connector_id"); err != nil {
 		return in, err
 	}
@@ -181,6 +189,9 @@ func ParseConnectionPatch(raw []byte) (ConnectionPatch, error) {
 		return ConnectionPatch{}, err
 	}
 	var p ConnectionPatch
+	if err := o.Known("display_name", "status"); err != nil {
+		return p, err
+	}
 	if p.DisplayName, err = displayName(o); err != nil {
 		return p, err
 	}

@@ -6,7 +6,9 @@ package console
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"embed"
+	"encoding/base64"
 	"html/template"
 	"sort"
 	"time"
@@ -29,6 +31,18 @@ type Pages struct {
 	now  bootstrap.Clock
 	tpl  *template.Template
 	css  template.CSS
+}
+
+// StyleHash is the CSP source ('sha256-…') of the stylesheet every console page inlines: the
+// Content-Security-Policy allows that exact <style> element and no other inline style, and the
+// page needs no second request for its styles.
+func StyleHash() (string, error) {
+	css, err := assets.ReadFile("templates/console.css")
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(css)
+	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'", nil
 }
 
 // NewPages parses the embedded templates.
@@ -140,8 +154,14 @@ func (p *Pages) dashboard(c *fiber.Ctx) error {
 		return err
 	}
 	d := DashboardData{Items: res.Items, Counts: Counts{Connections: len(res.Items), ByHealth: map[string]int{}}}
+	// The fleet counts of GET /_ref/fleet-health; the header shows the states that occur.
+	byHealth, _ := summary.CountFleet(res.Items)
+	for state, n := range byHealth {
+		if n > 0 {
+			d.Counts.ByHealth[state] = n
+		}
+	}
 	for _, it := range res.Items {
-		d.Counts.ByHealth[it.Health.State]++
 		d.Counts.Records += it.TotalRecords
 		if it.TotalRetainedBytes != nil {
 			d.Counts.Bytes += *it.TotalRetainedBytes

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/gofiber/fiber/v2"
@@ -27,9 +29,28 @@ func Body(c *fiber.Ctx) ([]byte, error) {
 		return nil, Invalid("", "the request body is empty; a JSON object is required")
 	}
 	if !utf8.Valid(body) {
-		return nil, Invalid("", "the request body is not valid UTF-8")
+		field, _ := fieldAt(body, invalidUTF8At(body), "")
+		return nil, Invalid(field, "the request body is not valid UTF-8 (invalid bytes are refused, never replaced)")
 	}
 	return body, nil
+}
+
+// ParseTimestamp parses an RFC 3339 timestamp with an offset ("Z" or ±hh:mm). Go's parser also
+// takes what RFC 3339 does not — offset hours up to 24 and minutes up to 60 ("+24:00" is a
+// whole day, "+00:60" an hour), and a comma before the fraction (ISO 8601's) — so those are
+// refused here: offsets are ±23:59 at most, fractions follow a ".".
+func ParseTimestamp(s string) (time.Time, bool) {
+	if strings.IndexByte(s, ',') >= 0 {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, false
+	}
+	if n := len(s); n >= 6 && (s[n-6] == '+' || s[n-6] == '-') && (s[n-5:n-3] > "23" || s[n-2:] > "59") {
+		return time.Time{}, false // the parser checked these are two digits each
+	}
+	return t, true
 }
 
 // Object is a decoded JSON object whose fields are read one by one with their path named in
@@ -43,9 +64,17 @@ type Object struct {
 // ParseObject decodes raw as a JSON object; path prefixes field names in errors ("" for the root).
 // Invalid UTF-8 is refused here too, not only at the body, so that no parser built on it can
 // store a silently replaced character.
+//
+// Every string of the text — keys and values, at any depth, known fields and free-form data
+// alike — is refused when it holds U+0000 (NUL) or a lone UTF-16 surrogate escape (\ud800
+// without its pair): neither survives storage as sent (PostgreSQL text cannot hold NUL, and a
+// lone surrogate decodes to U+FFFD), so the request is refused, naming the field, instead of
+// failing in the database or storing a replaced character. Refusing at the decoder keeps one
+// rule for every body and every parser built on it.
 func ParseObject(raw []byte, path string) (*Object, error) {
 	if !utf8.Valid(raw) {
-		return nil, Invalid(path, "must be valid UTF-8")
+		field, _ := fieldAt(raw, invalidUTF8At(raw), path)
+		return nil, Invalid(field, "must be valid UTF-8 (invalid bytes are refused, never replaced)")
 	}
 	if !json.Valid(raw) {
 		// Slow path, only to say what is wrong.
@@ -56,11 +85,176 @@ func ParseObject(raw []byte, path string) (*Object, error) {
 		}
 		return nil, Invalid(path, "must be a JSON object%s", detail(err))
 	}
+	if off, problem := textProblem(raw); off >= 0 {
+		field, inKey := fieldAt(raw, off, path)
+		if inKey {
+			return nil, Invalid(field, "%s (in the key itself)", problem)
+		}
+		return nil, Invalid(field, "%s", problem)
+	}
+	return splitChecked(raw, path)
+}
+
+// ParseStoredObject reads an object the service stored itself, validated by the rules of the
+// build that stored it: it skips the string check of ParseObject, so that a manifest an earlier
+// build accepted with a lone surrogate escape (it kept it as sent) still reads as the same
+// manifest instead of silently losing its streams. Never use it for a request's body.
+func ParseStoredObject(raw []byte) (*Object, error) {
+	if !utf8.Valid(raw) || !json.Valid(raw) {
+		return nil, Invalid("", "must be a JSON object")
+	}
+	return splitChecked(raw, "")
+}
+
+// splitChecked is ParseObject for a text whose encoding and strings were already checked (a
+// member of an object ParseObject accepted).
+func splitChecked(raw []byte, path string) (*Object, error) {
 	fields, ok := splitObject(raw)
 	if !ok {
 		return nil, Invalid(path, "must be a JSON object")
 	}
 	return &Object{path: path, fields: fields, seen: map[string]bool{}}, nil
+}
+
+// The two refusals of textProblem.
+const (
+	problemNUL       = "must not contain U+0000 (NUL)"
+	problemSurrogate = "must not contain a lone UTF-16 surrogate (an escaped \\ud800-\\udfff without its pair)"
+)
+
+// textProblem finds, in a valid JSON text, the first string escape that decodes to U+0000 or
+// to half of a surrogate pair; off is -1 when there is none. A raw NUL or raw control
+// character is no valid JSON and a raw surrogate no valid UTF-8, so only escapes can carry them.
+// In valid JSON a backslash occurs only inside strings and always starts an escape, so jumping
+// from backslash to backslash visits every escape; texts without one cost a single IndexByte.
+func textProblem(raw []byte) (off int, problem string) {
+	for i := 0; ; {
+		j := bytes.IndexByte(raw[i:], '\\')
+		if j < 0 || i+j+1 >= len(raw) {
+			return -1, ""
+		}
+		i += j
+		if raw[i+1] != 'u' {
+			i += 2 // \" \\ \/ \b \f \n \r \t
+			continue
+		}
+		r := hex4(raw[i+2:])
+		switch {
+		case r == 0:
+			return i, problemNUL
+		case r >= 0xD800 && r <= 0xDBFF:
+			if len(raw) >= i+12 && raw[i+6] == '\\' && raw[i+7] == 'u' {
+				if lo := hex4(raw[i+8:]); lo >= 0xDC00 && lo <= 0xDFFF {
+					i += 12
+					continue
+				}
+			}
+			return i, problemSurrogate
+		case r >= 0xDC00 && r <= 0xDFFF:
+			return i, problemSurrogate
+		}
+		i += 6
+	}
+}
+
+// hex4 decodes the four hex digits of a \u escape (valid JSON guarantees them); -1 otherwise.
+func hex4(b []byte) int {
+	if len(b) < 4 {
+		return -1
+	}
+	v := 0
+	for _, c := range b[:4] {
+		switch {
+		case c >= '0' && c <= '9':
+			v = v<<4 | int(c-'0')
+		case c >= 'a' && c <= 'f':
+			v = v<<4 | int(c-'a'+10)
+		case c >= 'A' && c <= 'F':
+			v = v<<4 | int(c-'A'+10)
+		default:
+			return -1
+		}
+	}
+	return v
+}
+
+// invalidUTF8At is the offset of the first byte of raw that is not valid UTF-8.
+func invalidUTF8At(raw []byte) int {
+	for i := 0; i < len(raw); {
+		r, n := utf8.DecodeRune(raw[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return len(raw)
+}
+
+// maxFieldDepth bounds how deep fieldAt descends to name a field (event data nests at most 32
+// levels; a deeper text is refused for its depth anyway).
+const maxFieldDepth = 64
+
+// fieldAt names the innermost member or element of raw (a JSON value at path) whose text holds
+// byte offset off, e.g. events[3].data.browser_surface.browser_surface_status. raw need only be
+// well formed before off; the walk never reads past malformed input. inKey reports that off
+// lies inside an object key, which the path then ends with (as decoded, for the message only).
+// It only runs to word a refusal.
+func fieldAt(raw []byte, off int, path string) (field string, inKey bool) {
+	i := skipSpace(raw, 0)
+	for depth := 0; i < len(raw) && depth < maxFieldDepth; depth++ {
+		next := -1
+		switch raw[i] {
+		case '{':
+			for i = skipSpace(raw, i+1); i < len(raw) && raw[i] == '"'; {
+				kend := endOfString(raw, i)
+				key := string(raw[i+1 : max(i+1, kend-1)])
+				if bytes.IndexByte(raw[i:kend], '\\') >= 0 {
+					_ = json.Unmarshal(raw[i:kend], &key) // unchanged when it does not decode
+				}
+				if off < kend {
+					return joinPath(path, key), true
+				}
+				v := skipSpace(raw, kend)
+				if v < len(raw) && raw[v] == ':' {
+					v = skipSpace(raw, v+1)
+				}
+				if v >= len(raw) {
+					return joinPath(path, key), false
+				}
+				vend := endOfValue(raw, v)
+				if off < vend || vend <= v {
+					next, path = v, joinPath(path, key)
+					break
+				}
+				if i = skipSpace(raw, vend); i < len(raw) && raw[i] == ',' {
+					i = skipSpace(raw, i+1)
+				}
+			}
+		case '[':
+			for n, j := 0, skipSpace(raw, i+1); j < len(raw) && raw[j] != ']'; n++ {
+				vend := endOfValue(raw, j)
+				if off < vend || vend <= j {
+					next, path = j, path+"["+strconv.Itoa(n)+"]"
+					break
+				}
+				if j = skipSpace(raw, vend); j < len(raw) && raw[j] == ',' {
+					j = skipSpace(raw, j+1)
+				}
+			}
+		}
+		if next < 0 {
+			return path, false
+		}
+		i = next
+	}
+	return path, false
+}
+
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
 }
 
 // splitObject cuts a valid JSON text that is an object into its members, without decoding or
@@ -202,7 +396,10 @@ func (o *Object) RequiredString(key string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if !ok || strings.TrimSpace(s) == "" {
+	if !ok {
+		return "", o.missing(key)
+	}
+	if strings.TrimSpace(s) == "" {
 		return "", Invalid(o.Path(key), "is required")
 	}
 	return s, nil
@@ -227,7 +424,7 @@ func (o *Object) NonNegativeInt(key string, required bool) (int64, bool, error) 
 	raw, ok := o.Raw(key)
 	if !ok {
 		if required {
-			return 0, false, Invalid(o.Path(key), "is required")
+			return 0, false, o.missing(key)
 		}
 		return 0, false, nil
 	}
@@ -298,7 +495,7 @@ func (o *Object) Object(key string) (*Object, bool, error) {
 	if len(raw) == 0 || raw[0] != '{' {
 		return nil, false, Invalid(o.Path(key), "must be a JSON object")
 	}
-	sub, err := ParseObject(raw, o.Path(key))
+	sub, err := splitChecked(raw, o.Path(key))
 	return sub, err == nil, err
 }
 
@@ -315,9 +512,10 @@ func (o *Object) Array(key string) ([]json.RawMessage, bool, error) {
 	return items, true, nil
 }
 
-// RejectUnknown refuses keys that were never read; the first unknown key (sorted) is named.
+// RejectUnknown refuses keys that were never read; the first unknown key (sorted) is named,
+// with the closest key that was read as a suggestion.
 func (o *Object) RejectUnknown() error {
-	var unknown []string
+	var unknown, known []string
 	for k := range o.fields {
 		if !o.seen[k] {
 			unknown = append(unknown, k)
@@ -326,6 +524,105 @@ func (o *Object) RejectUnknown() error {
 	if len(unknown) == 0 {
 		return nil
 	}
+	for k := range o.seen {
+		known = append(known, k)
+	}
 	sort.Strings(unknown)
-	return Invalid(o.Path(unknown[0]), "is not a known field")
+	return UnknownField(o.Path(unknown[0]), unknown[0], known)
+}
+
+// Known refuses, before any field is read, a key outside known: an unknown key is named first,
+// ahead of a missing or invalid known field, because it is often the misspelt form of the
+// field that then seems missing ({"occured_at": …} says "occured_at is not a known field; did
+// you mean occurred_at?", not "occurred_at is required"). Objects that keep unknown keys (a
+// manifest) do not call it.
+func (o *Object) Known(known ...string) error {
+	var unknown []string
+	for k := range o.fields {
+		if !slices.Contains(known, k) {
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	return UnknownField(o.Path(unknown[0]), unknown[0], known)
+}
+
+// UnknownField is the 400 for an unknown key at field, suggesting the closest of known.
+func UnknownField(field, key string, known []string) *Error {
+	if s := Suggest(key, known); s != "" {
+		return Invalid(field, "is not a known field; did you mean %s?", s)
+	}
+	return Invalid(field, "is not a known field")
+}
+
+// missing is the 400 for a required key that is absent; when the object holds an unread key
+// that looks like a misspelling of it (a manifest keeps unknown keys, so it was not refused),
+// the message says so.
+func (o *Object) missing(key string) *Error {
+	var unread []string
+	for k := range o.fields {
+		if !o.seen[k] {
+			unread = append(unread, k)
+		}
+	}
+	sort.Strings(unread)
+	for _, k := range unread {
+		if Suggest(k, []string{key}) != "" {
+			return Invalid(o.Path(key), "is required (the body has %q; did you mean %s?)", k, key)
+		}
+	}
+	return Invalid(o.Path(key), "is required")
+}
+
+// Suggest returns the key of known closest to key when it is close enough to be a typo (at
+// most two edits — insertions, deletions, substitutions or swaps of adjacent characters, case
+// ignored — and at most a third of the suggestion's length), else "". Ties go to the first in
+// sorted order, so the hint is deterministic.
+func Suggest(key string, known []string) string {
+	if len(key) > 128 {
+		return "" // a long key is no typo of a field name, and the distance is quadratic
+	}
+	best, bestD := "", 3
+	sorted := slices.Clone(known)
+	sort.Strings(sorted)
+	lk := strings.ToLower(key)
+	for _, k := range sorted {
+		if k == key {
+			continue
+		}
+		d := editDistance(lk, strings.ToLower(k))
+		if d < bestD && d*3 <= len(k) {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+// editDistance is the optimal-string-alignment distance between a and b (bytes): Levenshtein
+// with the swap of two adjacent characters counted as one edit.
+func editDistance(a, b string) int {
+	prev2 := make([]int, len(b)+1)
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	return prev[len(b)]
 }

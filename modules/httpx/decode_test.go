@@ -211,3 +211,143 @@ func TestBody(t *testing.T) {
 		}
 	}
 }
+
+// TestNULAndLoneSurrogatesAreRefusedNamingTheField: U+0000 and half a surrogate pair are
+// refused in every string at any depth — known fields, free-form data, keys — with the path of
+// the string; a backslash that is itself escaped, a valid pair and raw text are not escapes.
+// Before, PUT {"display_name":"A\u0000B"} was a 500 on both engines and "\ud800" was stored as
+// U+FFFD.
+func TestNULAndLoneSurrogatesAreRefusedNamingTheField(t *testing.T) {
+	refused := []struct{ raw, field, says string }{
+		{`{"display_name":"A\u0000B"}`, "events[2].display_name", "U+0000"},
+		{`{"a":1,"data":{"reason":"x\u0000"}}`, "events[2].data.reason", "U+0000"},
+		{`{"data":{"browser_surface":{"browser_surface_status":"ok","browser_surface_wait_reason":"\u0000"}}}`, "events[2].data.browser_surface.browser_surface_wait_reason", "U+0000"},
+		{`{"data":{"list":[1,"a",{"b":["\u0000"]}]}}`, "events[2].data.list[2].b[0]", "U+0000"},
+		{`{"s":"\ud800"}`, "events[2].s", "surrogate"},
+		{`{"s":"\uD800x"}`, "events[2].s", "surrogate"},
+		{`{"s":"\udc00"}`, "events[2].s", "surrogate"},
+		{`{"s":"\ud800\u0041"}`, "events[2].s", "surrogate"},
+		{`{"s":"\udc00\ud800"}`, "events[2].s", "surrogate"},
+		{`{"s":"\ud83d\ude00\ud800"}`, "events[2].s", "surrogate"},
+		{`{"s":"\ud800\ud800\udc00"}`, "events[2].s", "surrogate"},
+		{`{"s":"\\\u0000"}`, "events[2].s", "U+0000"},
+		{`{"ok":"\\u0000","k\u0000":1}`, "events[2].k\x00", "key"},
+		{`{"nested":{"k\ud800":1}}`, "events[2].nested.k\ufffd", "key"},
+		{`{"s":"\u0000","t":"\ud800"}`, "events[2].s", "U+0000"},
+	}
+	for _, c := range refused {
+		_, err := ParseObject([]byte(c.raw), "events[2]")
+		wantInvalid(t, err, c.field)
+		if e, ok := As(err); ok && !strings.Contains(e.Message, c.says) {
+			t.Errorf("ParseObject(%s) says %q, want it to mention %q", c.raw, e.Message, c.says)
+		}
+	}
+	for _, raw := range []string{
+		`{"s":"\\u0000"}`,      // a backslash, then the text u0000
+		`{"s":"\\\\u0000"}`,    // two backslashes, then the text
+		`{"s":"\ud83d\ude00"}`, // a valid pair (😀)
+		`{"s":"\uD83D\uDE00é\u00e9\n\"\/"}`,
+		`{"s":"\u0001\u001f\uffff\ufffd"}`, // other control characters and non-characters are text
+		`{"s":"😀 \u2028"}`,
+	} {
+		if _, err := ParseObject([]byte(raw), ""); err != nil {
+			t.Errorf("ParseObject(%s) = %v, want it accepted", raw, err)
+		}
+	}
+	// Invalid UTF-8 is refused naming the field it is in.
+	_, err := ParseObject([]byte("{\"a\":{\"b\":[\"x\",\"\xff\"]}}"), "")
+	wantInvalid(t, err, "a.b[1]")
+}
+
+// TestFieldAtStopsOnMalformedInput: fieldAt words refusals of texts that may be malformed past
+// the offset (invalid UTF-8 is found before JSON validity); it must neither loop nor panic.
+func TestFieldAtStopsOnMalformedInput(t *testing.T) {
+	for _, raw := range []string{``, `{`, `[`, `{"a"`, `{"a":`, `{"a":[1,`, `[}`, `{"a":1}}`, `[[[[`, `{"a":[}]}`, `"`, `{"`, `{"a":"\`, `[,,,]`, `{,}`} {
+		for off := 0; off <= len(raw); off++ {
+			fieldAt([]byte(raw), off, "p")
+		}
+	}
+	deep := strings.Repeat(`{"a":`, 10000) + `"\u0000"` + strings.Repeat(`}`, 10000)
+	if f, _ := fieldAt([]byte(deep), strings.Index(deep, `\u`), ""); strings.Count(f, "a") != maxFieldDepth {
+		t.Errorf("a 10000-level path is named with %d levels, want %d", strings.Count(f, "a"), maxFieldDepth)
+	}
+}
+
+// TestUnknownFieldsSuggestTheKnownOne: a misspelt field is named ahead of the required field it
+// leaves missing, with the closest known key; a key that resembles nothing gets no suggestion.
+// Before, {"occured_at": …} said "occurred_at is required".
+func TestUnknownFieldsSuggestTheKnownOne(t *testing.T) {
+	known := []string{"event_id", "event_type", "occurred_at", "run_id", "status", "data"}
+	cases := []struct{ key, suggestion string }{
+		{"occured_at", "occurred_at"},
+		{"ocurred_at", "occurred_at"},
+		{"occurred_At", "occurred_at"},
+		{"Event_Type", "event_type"},
+		{"stauts", "status"},
+		{"dta", "data"},
+		{"run_ids", "run_id"},
+		{"severity", ""},
+		{"x", ""},
+		{"id", ""},
+		{strings.Repeat("occurred_at", 20), ""},
+	}
+	for _, c := range cases {
+		o, err := ParseObject([]byte(`{"`+c.key+`":"2026-11-20T08:01:02Z","event_type":"run.started"}`), "events[0]")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = o.Known(known...)
+		wantInvalid(t, err, "events[0]."+c.key)
+		e, _ := As(err)
+		want := "is not a known field"
+		if c.suggestion != "" {
+			want += "; did you mean " + c.suggestion + "?"
+		}
+		if e == nil || e.Message != want {
+			t.Errorf("unknown key %q: %v, want %q", c.key, err, want)
+		}
+	}
+	o, _ := ParseObject([]byte(`{"event_type":"x","occurred_at":"t"}`), "")
+	if err := o.Known(known...); err != nil {
+		t.Errorf("only known keys: %v", err)
+	}
+	// RejectUnknown suggests among the keys that were read.
+	o, _ = ParseObject([]byte(`{"blob_byte":1,"blob_count":2}`), "")
+	o.Raw("blob_count")
+	o.Raw("blob_bytes")
+	err := o.RejectUnknown()
+	wantInvalid(t, err, "blob_byte")
+	if e, _ := As(err); e == nil || !strings.HasSuffix(e.Message, "did you mean blob_bytes?") {
+		t.Errorf("RejectUnknown = %v, want the suggestion blob_bytes", err)
+	}
+	// An object that keeps unknown keys (a manifest) says which kept key looks like the missing one.
+	o, _ = ParseObject([]byte(`{"display_nme":"A"}`), "")
+	_, err = o.RequiredString("display_name")
+	wantInvalid(t, err, "display_name")
+	if e, _ := As(err); e == nil || !strings.Contains(e.Message, `"display_nme"`) {
+		t.Errorf("missing display_name next to display_nme = %v", err)
+	}
+}
+
+// TestParseTimestampOffsets: RFC 3339 offsets stop at ±23:59; Go's parser took +24:00 (a whole
+// day) and minute 60.
+func TestParseTimestampOffsets(t *testing.T) {
+	for s, ok := range map[string]bool{
+		"2026-01-01T00:00:00Z":          true,
+		"2026-01-01T00:00:00.123+23:59": true,
+		"2026-01-01T00:00:00-23:59":     true,
+		"2026-01-01T00:00:00+00:00":     true,
+		"2026-01-01T00:00:00+24:00":     false,
+		"2026-01-01T00:00:00-24:00":     false,
+		"2026-01-01T00:00:00+24:59":     false,
+		"2026-01-01T00:00:00+23:60":     false,
+		"2026-01-01T00:00:00+00:60":     false,
+		"2026-01-01T00:00:00+25:00":     false,
+		"2026-01-01T00:00:00":           false,
+		"2026-01-01T00:00:00,5Z":        false, // ISO 8601's comma is no RFC 3339
+	} {
+		if _, got := ParseTimestamp(s); got != ok {
+			t.Errorf("ParseTimestamp(%s) = %v, want %v", s, got, ok)
+		}
+	}
+}

@@ -53,8 +53,14 @@ func JSON(c *fiber.Ctx, status int, v any) error {
 const ContentTypeJSON = "application/json; charset=utf-8"
 
 // Middleware is a handler every request passes through before routing; modules put it in the
-// fx value group "middleware" (e.g. request metrics).
+// fx value group "middleware" (e.g. request metrics). The app runs them by Order, then Name: a
+// lower Order is further out (sees what the later ones answer).
 type Middleware struct {
 	Name    string
+	Order   int
 	Handler fiber.Handler
 }
+
+// OrderOutermost is the Order of a middleware that must see every answer the others give, such
+// as request metrics.
+const OrderOutermost = -100

@@ -51,26 +51,47 @@ func (r *Registry) Register(cs ...prometheus.Collector) error {
 }
 
 // Middleware records request durations by route pattern (never the raw path, which would
-// explode the label set).
+// explode the label set) and by the class of the status the client received. An error a
+// handler returns only becomes its status in the app's error handler (an *httpx.Error its own
+// status, a database that cannot answer 503, anything else 500), so the middleware runs that
+// handler itself, as fiber's logger does, and reads the status it wrote; it is the outermost
+// module middleware (OrderOutermost) so that no error reaches a middleware outside it. A panic
+// is counted as the 500 the recover middleware makes of it.
 func (r *Registry) Middleware() httpx.Middleware {
-	return httpx.Middleware{Name: "metrics", Handler: func(c *fiber.Ctx) error {
+	return httpx.Middleware{Name: "metrics", Order: httpx.OrderOutermost, Handler: func(c *fiber.Ctx) error {
 		start := time.Now()
-		err := c.Next()
-		code := c.Response().StatusCode()
-		if err != nil {
-			if fe, ok := err.(*fiber.Error); ok {
-				code = fe.Code
+		observe := func(code int) {
+			route := "unmatched"
+			if rt := c.Route(); rt != nil && rt.Path != "/" {
+				route = rt.Path
+			}
+			// fiber's strings alias fasthttp buffers that the next request reuses; the registry
+			// keeps label values, so they must be copies or a stored series changes its labels.
+			r.requests.WithLabelValues(strings.Clone(c.Method()), strings.Clone(route), statusClass(code)).Observe(time.Since(start).Seconds())
+		}
+		panicked := true
+		defer func() {
+			if panicked {
+				observe(fiber.StatusInternalServerError)
+			}
+		}()
+		if err := c.Next(); err != nil {
+			if herr := c.App().ErrorHandler(c, err); herr != nil {
+				_ = c.SendStatus(fiber.StatusInternalServerError)
 			}
 		}
-		route := "unmatched"
-		if rt := c.Route(); rt != nil && rt.Path != "/" {
-			route = rt.Path
-		}
-		// fiber's strings alias fasthttp buffers that the next request reuses; the registry keeps
-		// label values, so they must be copies or a stored series changes its labels later.
-		r.requests.WithLabelValues(strings.Clone(c.Method()), strings.Clone(route), string(rune('0'+code/100))+"xx").Observe(time.Since(start).Seconds())
-		return err
+		panicked = false
+		observe(c.Response().StatusCode())
+		return nil
 	}}
+}
+
+// statusClass is the code label: "2xx", "4xx", …
+func statusClass(code int) string {
+	if code < 100 || code > 599 {
+		return "5xx" // fasthttp answers an out-of-range status as 500
+	}
+	return string(rune('0'+code/100)) + "xx"
 }
 
 // Routes implements httpx.Registrar: GET /metrics in the Prometheus text format, for the admin.

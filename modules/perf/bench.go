@@ -90,8 +90,20 @@ func BenchMain(args []string, stdout, stderr io.Writer, start Starter) error {
 		return err
 	}
 	ctx := context.Background()
-	if _, err := SeedIfEmpty(ctx, *dbURL, *profile, 1, stdout); err != nil {
+	seeded, err := SeedIfEmpty(ctx, *dbURL, *profile, 1, stdout)
+	if err != nil {
 		return err
+	}
+	// A database that already held data is measured as it is: the report names the profile it
+	// holds, which need not be --profile.
+	measured := *profile
+	if !seeded {
+		if measured, err = ProfileOf(ctx, *dbURL); err != nil {
+			return err
+		}
+		if measured != *profile {
+			fmt.Fprintf(stdout, "bench api: the database already holds the %s profile, so that is what is measured (not --profile %s); use an empty database to measure %s\n", measured, *profile, *profile)
+		}
 	}
 	t, err := start(ctx, *dbURL)
 	if err != nil {
@@ -99,7 +111,7 @@ func BenchMain(args []string, stdout, stderr io.Writer, start Starter) error {
 	}
 	defer t.Stop()
 	d, _, _ := bootstrap.ParseURL(*dbURL)
-	rep, err := RunAPI(ctx, t, string(d), *profile, *samples, time.Duration(*concSeconds*float64(time.Second)), *ingestBatches)
+	rep, err := RunAPI(ctx, t, string(d), measured, *samples, time.Duration(*concSeconds*float64(time.Second)), *ingestBatches)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -31,8 +32,33 @@ import (
 // BrowserSchema names the version of the `bench browser` JSON.
 const BrowserSchema = "connsum.bench.browser/v1"
 
-// OwnerCookieName is the session cookie that carries the owner token (SPEC §2.1).
-const OwnerCookieName = "connsum_owner"
+// Login exchanges the owner token for a browser session the way the console's login form does
+// (POST /login, form-encoded) and returns the cookies the service set: the session id, never the
+// token itself (SPEC §2.1). The redirect to the console is not followed.
+func Login(ctx context.Context, client *http.Client, base, token string) ([]*http.Cookie, error) {
+	c := *client
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(base, "/")+"/login",
+		strings.NewReader(url.Values{"token": {token}}.Encode()))
+	if err != nil {
+		return nil, fmt.Errorf("login: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("login: %w", err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	cookies := resp.Cookies()
+	if resp.StatusCode != http.StatusSeeOther && resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("login: POST /login answered %s", resp.Status)
+	}
+	if len(cookies) == 0 {
+		return nil, errors.New("login: POST /login set no session cookie")
+	}
+	return cookies, nil
+}
 
 // DefaultChromiumPath is where the harness looks for Chromium unless told otherwise.
 const DefaultChromiumPath = "/usr/bin/chromium"
@@ -120,8 +146,10 @@ type DataFetch struct {
 
 // RouteResult is what one navigation measured.
 type RouteResult struct {
-	Route    string `json:"route"`
-	URL      string `json:"url"`
+	Route string `json:"route"`
+	URL   string `json:"url"`
+	// FinalURL is where the page ended up (location.href): a redirect to /login shows here.
+	FinalURL string `json:"final_url"`
 	Viewport string `json:"viewport"`
 	Warm     bool   `json:"warm"`
 	Status   int64  `json:"status"`
@@ -206,7 +234,8 @@ type CDPOptions struct {
 	ExecPath string
 	// Base is the service's base URL, e.g. http://127.0.0.1:7780.
 	Base string
-	// Token is the owner token, set as the connsum_owner cookie; no cookie when empty.
+	// Token is the owner token: the driver logs in with it once (Login) and gives every browser
+	// the session cookie it got; no login when empty.
 	Token string
 	// Settle is how long to wait after the load event so late fetches and LCP are captured.
 	Settle time.Duration
@@ -225,6 +254,9 @@ type CDPOptions struct {
 // CDPBrowser drives headless Chromium over CDP with chromedp, one fresh process and profile per Visit.
 type CDPBrowser struct {
 	opts CDPOptions
+
+	mu      sync.Mutex
+	session []*http.Cookie // from the one login of this driver
 }
 
 // NewCDPBrowser returns the CDP driver with defaults filled in.
@@ -263,6 +295,7 @@ const collectScript = `(() => {
   const n = performance.getEntriesByType('navigation')[0];
   const v = window.__connsumVitals || {fcp: null, lcp: null, cls: 0};
   return {
+    href: location.href,
     nav: n ? {startTime: n.startTime, requestStart: n.requestStart, responseStart: n.responseStart,
       domContentLoadedEventEnd: n.domContentLoadedEventEnd, loadEventEnd: n.loadEventEnd,
       responseStatus: n.responseStatus || 0} : null,
@@ -271,7 +304,8 @@ const collectScript = `(() => {
 })()`
 
 type collected struct {
-	Nav *struct {
+	Href string `json:"href"`
+	Nav  *struct {
 		StartTime                float64 `json:"startTime"`
 		RequestStart             float64 `json:"requestStart"`
 		ResponseStart            float64 `json:"responseStart"`
@@ -357,7 +391,21 @@ func (b *CDPBrowser) Visit(ctx context.Context, spec RouteSpec) (results []Route
 	return results, nil
 }
 
-// prepare sets the viewport, the user agent, the vitals script and the owner cookie on the tab.
+// sessionCookies logs in once per driver and returns the session cookies every visit gets.
+func (b *CDPBrowser) sessionCookies(ctx context.Context) ([]*http.Cookie, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.session == nil {
+		cookies, err := Login(ctx, &http.Client{Timeout: 30 * time.Second}, b.opts.Base, b.opts.Token)
+		if err != nil {
+			return nil, fmt.Errorf("bench browser: %w", err)
+		}
+		b.session = cookies
+	}
+	return b.session, nil
+}
+
+// prepare sets the viewport, the user agent, the vitals script and the session cookie on the tab.
 func (b *CDPBrowser) prepare(ctx context.Context, vp Viewport) error {
 	ver, err := chromedp.CallBrowser(ctx, browser.GetVersion, cdp.Empty{})
 	if err != nil {
@@ -387,11 +435,17 @@ func (b *CDPBrowser) prepare(ctx context.Context, vp Viewport) error {
 		return fmt.Errorf("bench browser: vitals script: %w", err)
 	}
 	if b.opts.Token != "" {
-		if _, err := chromedp.Call(ctx, network.SetCookie, network.SetCookieParams{
-			Name: OwnerCookieName, Value: b.opts.Token, URL: b.opts.Base + "/", Path: "/",
-			HTTPOnly: new(true), SameSite: network.CookieSameSiteLax,
-		}); err != nil {
-			return fmt.Errorf("bench browser: owner cookie: %w", err)
+		cookies, err := b.sessionCookies(ctx)
+		if err != nil {
+			return err
+		}
+		for _, ck := range cookies {
+			if _, err := chromedp.Call(ctx, network.SetCookie, network.SetCookieParams{
+				Name: ck.Name, Value: ck.Value, URL: b.opts.Base + "/", Path: "/",
+				HTTPOnly: new(ck.HttpOnly), Secure: new(ck.Secure), SameSite: network.CookieSameSiteLax,
+			}); err != nil {
+				return fmt.Errorf("bench browser: session cookie: %w", err)
+			}
 		}
 	}
 	return nil
@@ -466,6 +520,7 @@ func (b *CDPBrowser) navigate(ctx context.Context, rec *visitRecorder, spec Rout
 	// Listen runs in the tab's read loop before the reply of a command, so every event that came
 	// before the evaluation's reply is recorded by now.
 	rec.fill(&r, network.RequestID(nav.LoaderID), spec.Route, b.opts.SlowThreshold)
+	r.FinalURL = c.Href
 	if c.Nav != nil {
 		r.TTFBMs = round2(c.Nav.ResponseStart - c.Nav.StartTime)
 		r.RequestToResponseMs = round2(c.Nav.ResponseStart - c.Nav.RequestStart)

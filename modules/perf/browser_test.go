@@ -21,7 +21,12 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
+
+	"connsum/modules/bootstrap/dbtest"
 )
+
+// chromiumSkipOnce makes a missing browser loud once per test run, not once per test.
+var chromiumSkipOnce sync.Once
 
 // chromiumForTest returns the Chromium binary, or skips the test when there is none, unless
 // CONNSUM_REQUIRE_BROWSER=1 (CI), where a missing browser fails.
@@ -35,6 +40,9 @@ func chromiumForTest(t *testing.T) string {
 		if os.Getenv("CONNSUM_REQUIRE_BROWSER") == "1" {
 			t.Fatalf("CONNSUM_REQUIRE_BROWSER=1 but no Chromium at %s: %v", path, err)
 		}
+		chromiumSkipOnce.Do(func() {
+			dbtest.Loudly("!!! perf: no Chromium at " + path + ": the browser harness tests are SKIPPED (set CONNSUM_CHROMIUM; CONNSUM_REQUIRE_BROWSER=1 fails instead)")
+		})
 		t.Skipf("no Chromium at %s (set CONNSUM_CHROMIUM, or CONNSUM_REQUIRE_BROWSER=1 to fail instead): %v", path, err)
 	}
 	return path
@@ -250,23 +258,49 @@ func TestBrowserStackedDataFetches(t *testing.T) {
 	}
 }
 
+// fixtureSessionCookie is the cookie the fixtures' /login sets: a session id, not the token.
+const fixtureSessionCookie = "connsum_session"
+
+// fixtureLogin is a /login like the service's: the token in a form post buys a session cookie.
+func fixtureLogin(token, session string, logins *int, mu *sync.Mutex) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Query().Has("token") || r.PostFormValue("token") != token {
+			http.Error(w, "bad login", http.StatusUnauthorized)
+			return
+		}
+		mu.Lock()
+		*logins++
+		mu.Unlock()
+		http.SetCookie(w, &http.Cookie{Name: fixtureSessionCookie, Value: session, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode})
+		http.Redirect(w, r, "/dashboard", http.StatusSeeOther)
+	}
+}
+
+// TestBrowserSessionCookie: the harness logs in with the token once and gives the browser the
+// session cookie it got (HttpOnly, sent on navigations and same-origin fetches), never the token.
 func TestBrowserSessionCookie(t *testing.T) {
 	chromiumForTest(t)
 	const token = "tok_browser_test_0123456789"
+	const session = "sess_fixture_abcdef"
 	var mu sync.Mutex
 	seen := map[string]string{} // path → cookie value the server got
 	var scriptCookies string
+	tokenAsCookie, logins := false, 0
 	mux := http.NewServeMux()
+	mux.HandleFunc("/login", fixtureLogin(token, session, &logins, &mu))
 	record := func(r *http.Request) bool {
 		mu.Lock()
 		defer mu.Unlock()
-		c, err := r.Cookie(OwnerCookieName)
+		for _, c := range r.Cookies() {
+			tokenAsCookie = tokenAsCookie || strings.Contains(c.Value, token)
+		}
+		c, err := r.Cookie(fixtureSessionCookie)
 		if err != nil {
 			seen[r.URL.Path] = ""
 			return false
 		}
 		seen[r.URL.Path] = c.Value
-		return c.Value == token
+		return c.Value == session
 	}
 	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
 		record(r)
@@ -297,14 +331,20 @@ func TestBrowserSessionCookie(t *testing.T) {
 		}
 	}
 	mu.Lock()
-	if seen["/cookie"] != token {
-		t.Errorf("document request cookie = %q, want the token", seen["/cookie"])
+	if seen["/cookie"] != session {
+		t.Errorf("document request cookie = %q, want the session id", seen["/cookie"])
 	}
-	if seen["/echo"] != token {
-		t.Errorf("same-origin fetch cookie = %q, want the token", seen["/echo"])
+	if seen["/echo"] != session {
+		t.Errorf("same-origin fetch cookie = %q, want the session id", seen["/echo"])
 	}
-	if strings.Contains(scriptCookies, OwnerCookieName) {
-		t.Errorf("the owner cookie is visible to scripts (%q): it must be HttpOnly", scriptCookies)
+	if strings.Contains(scriptCookies, fixtureSessionCookie) {
+		t.Errorf("the session cookie is visible to scripts (%q): it must be HttpOnly", scriptCookies)
+	}
+	if tokenAsCookie {
+		t.Error("the browser sent the owner token as a cookie")
+	}
+	if logins != 1 {
+		t.Errorf("%d logins for one visit, want 1", logins)
 	}
 	mu.Unlock()
 
@@ -328,12 +368,14 @@ func TestBrowserMainEndToEnd(t *testing.T) {
 	var mu sync.Mutex
 	reports := map[string][]seenPage{}
 	mux := http.NewServeMux()
+	const session = "sess_e2e_fixture"
+	var logins int
 	owner := func(r *http.Request) bool {
 		if r.Header.Get("Authorization") == "Bearer "+token {
 			return true
 		}
-		c, err := r.Cookie(OwnerCookieName)
-		return err == nil && c.Value == token
+		c, err := r.Cookie(fixtureSessionCookie)
+		return err == nil && c.Value == session
 	}
 	mux.HandleFunc("/_ref/connectors", func(w http.ResponseWriter, r *http.Request) {
 		if !owner(r) {
@@ -379,6 +421,7 @@ fetch('/report?page=' + encodeURIComponent(location.pathname) + '&w=' + innerWid
 	}
 	mux.HandleFunc("/dashboard", page)
 	mux.HandleFunc("/dashboard/connections/", page)
+	mux.HandleFunc("/login", fixtureLogin(token, session, &logins, &mu))
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 

@@ -71,6 +71,39 @@ func SeedIfEmpty(ctx context.Context, dbURL, profile string, seed int64, progres
 	return err == nil, err
 }
 
+// profiles are the seeded profiles by name.
+var profiles = map[string]func() []connectorSpec{"demo": demoProfile, "live": liveProfile, "fleet": fleetProfile}
+
+// ProfileOf names the profile the database at dbURL holds, by its connectors and connections
+// (the benches' own bench-* connectors aside): "demo", "live", "fleet", or "unknown (N
+// connectors, M connections)" for data no profile made.
+func ProfileOf(ctx context.Context, dbURL string) (string, error) {
+	db, err := bootstrap.OpenMigrated(ctx, dbURL, 2)
+	if err != nil {
+		return "", err
+	}
+	defer db.Close()
+	connectors, err := db.NewSelect().Table("connectors").Where("connector_id NOT LIKE 'bench-%'").Count(ctx)
+	if err != nil {
+		return "", err
+	}
+	connections, err := db.NewSelect().Table("connections").Where("connector_id NOT LIKE 'bench-%'").Count(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, name := range []string{"demo", "live", "fleet"} {
+		specs := profiles[name]()
+		n := 0
+		for _, c := range specs {
+			n += len(c.connections)
+		}
+		if connectors == int64(len(specs)) && connections == int64(n) {
+			return name, nil
+		}
+	}
+	return fmt.Sprintf("unknown (%d connectors, %d connections)", connectors, connections), nil
+}
+
 func demoProfile() []connectorSpec {
 	return []connectorSpec{
 		{id: "amazon", name: "Amazon", profileKey: "amazon-shopping", browser: true, streams: []string{"orders", "returns"}, maxStaleness: 86400,

@@ -13,7 +13,10 @@ import (
 	"connsum/modules/retained"
 )
 
-var fuzzFigureTimeRE = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$`)
+var (
+	fuzzFigureTimeRE = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$`)
+	fuzzOffsetRE     = regexp.MustCompile(`[+-](\d{2}):(\d{2})$`)
+)
 
 func FuzzParseFigures(f *testing.F) {
 	for _, s := range []string{
@@ -32,6 +35,11 @@ func FuzzParseFigures(f *testing.F) {
 		`{"record_count":1.0000000000000001,"record_json_bytes":2,"record_changes_count":3,"record_changes_json_bytes":4,"blob_count":5,"blob_bytes":6}`,
 		`{"record_count":4503599627370496.5,"record_json_bytes":2,"record_changes_count":3,"record_changes_json_bytes":4,"blob_count":5,"blob_bytes":6}`,
 		`{"record_count":1200e-2,"record_json_bytes":2E+1,"record_changes_count":0.3e1,"record_changes_json_bytes":4,"blob_count":5,"blob_bytes":6}`,
+		`{"record_count":9007199254740991,"record_json_bytes":9007199254740991,"record_changes_count":9007199254740991,"record_changes_json_bytes":9007199254740991,"blob_count":9007199254740991,"blob_bytes":9007199254740991}`,
+		`{"record_count":0,"record_json_bytes":4503599627370496,"record_changes_count":0,"record_changes_json_bytes":4503599627370495,"blob_count":0,"blob_bytes":0}`,
+		`{"record_count":1,"record_json_bytes":2,"record_changes_count":3,"record_changes_json_bytes":4,"blob_count":5,"blob_bytes":6,"last_record_at":"2026-01-01T00:00:00+24:00"}`,
+		`{"record_count":1,"record_json_bytes":2,"record_changes_count":3,"record_changes_json_bytes":4,"blob_count":5,"blob_bytes":6,"last_record_at":"2026-01-01T00:00:00Z\u0000"}`,
+		`{"record_count":1,"record_json_bytes":2,"record_changes_count":3,"record_changes_json_bytes":4,"blob_count":5,"blob_byte":6}`,
 		`[]`, `null`, ``, `{`,
 	} {
 		f.Add([]byte(s))
@@ -47,9 +55,17 @@ func FuzzParseFigures(f *testing.F) {
 		}
 		for name, v := range map[string]int64{"record_count": fig.RecordCount, "record_json_bytes": fig.RecordJSONBytes,
 			"record_changes_count": fig.RecordChangesCount, "record_changes_json_bytes": fig.RecordChangesJSONBytes,
-			"blob_count": fig.BlobCount, "blob_bytes": fig.BlobBytes} {
+			"blob_count": fig.BlobCount, "blob_bytes": fig.BlobBytes, "total_bytes": fig.TotalBytes()} {
 			if v < 0 || v >= httpx.MaxSafeInteger {
 				t.Fatalf("accepted %s = %d", name, v)
+			}
+		}
+		if fig.LastRecordAt != nil {
+			var lit map[string]string
+			_ = json.Unmarshal(raw, &lit) // the figures do not fit a string map; last_record_at does
+			at := lit["last_record_at"]
+			if m := fuzzOffsetRE.FindStringSubmatch(at); strings.Contains(at, ",") || (m != nil && (m[1] > "23" || m[2] > "59")) {
+				t.Fatalf("accepted last_record_at %q: no RFC 3339 (offset beyond ±23:59 or a comma before the fraction)", at)
 			}
 		}
 		// Exactly the integers that were sent: no fraction rounded into an integer.

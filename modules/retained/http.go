@@ -3,7 +3,6 @@ package retained
 import (
 	"errors"
 	"regexp"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -20,25 +19,26 @@ func ParseFigures(raw []byte) (Figures, error) {
 	if err != nil {
 		return Figures{}, err
 	}
+	if err := o.Known(append(figureFields[:], "last_record_at")...); err != nil {
+		return Figures{}, err
+	}
 	var f Figures
-	for _, fld := range []struct {
-		key string
-		dst *int64
-	}{
-		{"record_count", &f.RecordCount}, {"record_json_bytes", &f.RecordJSONBytes},
-		{"record_changes_count", &f.RecordChangesCount}, {"record_changes_json_bytes", &f.RecordChangesJSONBytes},
-		{"blob_count", &f.BlobCount}, {"blob_bytes", &f.BlobBytes},
-	} {
-		if *fld.dst, _, err = o.NonNegativeInt(fld.key, true); err != nil {
+	for i, dst := range f.counters() {
+		if *dst, _, err = o.NonNegativeInt(figureFields[i], true); err != nil {
 			return f, err
 		}
+	}
+	// The stream's own total_bytes is a sum the feed reports: it must stay a safe integer too
+	// (three figures of 2^53-1 each are valid alone).
+	if field, sum, ok := (Figures{}).fitsWith(f); !ok {
+		return f, tooLarge(field, "the stream's "+sum)
 	}
 	if s, ok, err := o.String("last_record_at"); err != nil {
 		return f, err
 	} else if ok {
-		t, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			return f, httpx.Invalid("last_record_at", "must be an RFC 3339 timestamp with an offset")
+		t, ok := httpx.ParseTimestamp(s)
+		if !ok {
+			return f, httpx.Invalid("last_record_at", "must be an RFC 3339 timestamp with an offset of at most ±23:59")
 		}
 		// Stored as fixed-width UTC text: a year outside 0001-9999 once in UTC would not fit.
 		if y := t.UTC().Year(); y < 1 || y > 9999 {
@@ -48,6 +48,11 @@ func ParseFigures(raw []byte) (Figures, error) {
 		f.LastRecordAt = &u
 	}
 	return f, o.RejectUnknown()
+}
+
+// tooLarge is the 400 for a figure that would carry a sum beyond 2^53-1.
+func tooLarge(field, sum string) *httpx.Error {
+	return httpx.Invalid(field, "would make %s exceed 2^53-1 (9007199254740991), the largest integer every JSON client keeps exactly", sum)
 }
 
 // Handlers serves the retained-size write routes.
@@ -80,6 +85,10 @@ func (h *Handlers) put(c *fiber.Ctx) error {
 	row, err := h.store.Put(c.UserContext(), id, stream, f)
 	if errors.Is(err, ErrNotFound) {
 		return httpx.NotFound("connection_id", "no connection %q", id)
+	}
+	var sum *SumTooLargeError
+	if errors.As(err, &sum) {
+		return tooLarge(sum.Field, "the connection's "+sum.Sum)
 	}
 	if err != nil {
 		return err

@@ -32,6 +32,52 @@ func (f Figures) TotalBytes() int64 {
 	return f.RecordJSONBytes + f.RecordChangesJSONBytes + f.BlobBytes
 }
 
+// figureFields are the JSON names of the six counters, in the order of Figures.counters.
+var figureFields = [...]string{"record_count", "record_json_bytes", "record_changes_count",
+	"record_changes_json_bytes", "blob_count", "blob_bytes"}
+
+// counters points at the six counters of f, in the order of figureFields.
+func (f *Figures) counters() [6]*int64 {
+	return [6]*int64{&f.RecordCount, &f.RecordJSONBytes, &f.RecordChangesCount,
+		&f.RecordChangesJSONBytes, &f.BlobCount, &f.BlobBytes}
+}
+
+// MaxSum is the largest value of any sum the feed reports (2^53-1): every figure of a
+// connection row, its total_bytes, a stream's total_bytes and the feed's total_records stay at
+// or below it, so that no JSON client rounds them (SPEC §1.5 bounds each figure the same way).
+const MaxSum = 1<<53 - 1
+
+// fitsWith reports whether the sums of base (the other streams of a connection) and f stay at
+// or below MaxSum, for each counter and for total_bytes. When not, field names f's figure at
+// fault and sum the sum it carries past the bound (for total_bytes, the byte figure at which
+// the running total passes it). All values are below 2^53, so no addition overflows an int64.
+func (base Figures) fitsWith(f Figures) (field, sum string, ok bool) {
+	b, add := base.counters(), f.counters()
+	for i := range b {
+		if *b[i]+*add[i] > MaxSum {
+			return figureFields[i], figureFields[i], false
+		}
+	}
+	total := base.TotalBytes()
+	for _, fb := range []struct {
+		field string
+		v     int64
+	}{{"record_json_bytes", f.RecordJSONBytes}, {"record_changes_json_bytes", f.RecordChangesJSONBytes}, {"blob_bytes", f.BlobBytes}} {
+		if total += fb.v; total > MaxSum {
+			return fb.field, "total_bytes", false
+		}
+	}
+	return "", "", true
+}
+
+// SumTooLargeError refuses a stream write that would carry one of the connection's sums beyond
+// MaxSum. Field is the figure of the write at fault, Sum the sum it would carry past the bound.
+type SumTooLargeError struct{ Field, Sum string }
+
+func (e *SumTooLargeError) Error() string {
+	return fmt.Sprintf("retained: %s would make the connection's %s exceed 2^53-1", e.Field, e.Sum)
+}
+
 // StreamRow is one stored stream row.
 type StreamRow struct {
 	bun.BaseModel `bun:"table:retained_streams"`
@@ -92,6 +138,15 @@ func (s *Store) Put(ctx context.Context, connectionID, stream string, f Figures)
 		if err := lockConnection(ctx, tx, connectionID); err != nil {
 			return err
 		}
+		// The other streams' sums are read under the connection's lock, so no concurrent write
+		// of a sibling stream can slip in between this check and the resum below.
+		others, err := otherStreams(ctx, tx, connectionID, stream)
+		if err != nil {
+			return err
+		}
+		if field, sum, ok := others.fitsWith(f); !ok {
+			return &SumTooLargeError{Field: field, Sum: sum}
+		}
 		if _, err := tx.NewInsert().Model(row).On("CONFLICT (connection_id, stream) DO UPDATE").
 			Set("record_count = EXCLUDED.record_count, record_json_bytes = EXCLUDED.record_json_bytes").
 			Set("record_changes_count = EXCLUDED.record_changes_count, record_changes_json_bytes = EXCLUDED.record_changes_json_bytes").
@@ -102,12 +157,24 @@ func (s *Store) Put(ctx context.Context, connectionID, stream string, f Figures)
 		return s.resum(ctx, tx, connectionID, row.UpdatedAt)
 	})
 	if err != nil {
-		if errors.Is(err, ErrNotFound) {
+		var sum *SumTooLargeError
+		if errors.Is(err, ErrNotFound) || errors.As(err, &sum) {
 			return nil, err
 		}
 		return nil, fmt.Errorf("retained: put %s/%s: %w", connectionID, stream, err)
 	}
 	return row, nil
+}
+
+// otherStreams sums the figures of the connection's streams other than stream (one statement).
+func otherStreams(ctx context.Context, tx bun.Tx, id, stream string) (Figures, error) {
+	var f Figures
+	err := tx.QueryRowContext(ctx, `SELECT coalesce(sum(record_count), 0), coalesce(sum(record_json_bytes), 0),
+		coalesce(sum(record_changes_count), 0), coalesce(sum(record_changes_json_bytes), 0),
+		coalesce(sum(blob_count), 0), coalesce(sum(blob_bytes), 0)
+		FROM retained_streams WHERE connection_id = ? AND stream <> ?`, id, stream).
+		Scan(&f.RecordCount, &f.RecordJSONBytes, &f.RecordChangesCount, &f.RecordChangesJSONBytes, &f.BlobCount, &f.BlobBytes)
+	return f, err
 }
 
 // Delete removes one stream row and recomputes the connection row (removed with its last stream).

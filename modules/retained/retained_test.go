@@ -126,8 +126,9 @@ func TestPutAndDeleteKeepTheConnectionRowInStep(t *testing.T) {
 		put(home, "orders", retained.Figures{RecordCount: 7, RecordJSONBytes: 70})
 		// Absolute figures: a second report replaces the first.
 		put(work, "orders", retained.Figures{RecordCount: 1100, RecordJSONBytes: 56000, BlobBytes: 1 << 40})
-		// Figures up to 2^53-1 are stored exactly on both engines.
-		put(home, "big", retained.Figures{RecordCount: 1<<53 - 1, BlobBytes: 1<<53 - 1})
+		// Figures up to 2^53-1 are stored exactly on both engines, and the connection's sums may
+		// reach 2^53-1 exactly (home already holds 7 records and 70 bytes).
+		put(home, "big", retained.Figures{RecordCount: 1<<53 - 1 - 7, BlobBytes: 1<<53 - 1 - 70})
 
 		all, err := s.All(ctx, nil)
 		if err != nil {
@@ -184,6 +185,19 @@ func TestParseFigures(t *testing.T) {
 		{`{"record_count":1,"record_json_bytes":2,"record_changes_count":3,"record_changes_json_bytes":4,"blob_count":5}`, "blob_bytes"},
 		{`{` + full + `,"last_record_at":"2026-11-20T08:01:02"}`, "last_record_at"},
 		{`{` + full + `,"total_bytes":21}`, "total_bytes"},
+		// RFC 3339 offsets stop at ±23:59; Go's parser takes +24:00 and minute 60.
+		{`{` + full + `,"last_record_at":"2026-01-01T00:00:00+24:00"}`, "last_record_at"},
+		{`{` + full + `,"last_record_at":"2026-01-01T00:00:00-24:00"}`, "last_record_at"},
+		{`{` + full + `,"last_record_at":"2026-01-01T00:00:00+00:60"}`, "last_record_at"},
+		// NUL and a lone surrogate are refused wherever they are, naming the field.
+		{`{` + full + `,"last_record_at":"2026-01-01T00:00:00Z\u0000"}`, "last_record_at"},
+		{`{` + full + `,"last_record_at":"\ud800"}`, "last_record_at"},
+		// A misspelt figure is named, with the suggestion, ahead of the figure that seems missing.
+		{`{"record_count":1,"record_json_bytes":2,"record_changes_count":3,"record_changes_json_bytes":4,"blob_count":5,"blob_byte":6}`, "blob_byte"},
+		// A stream's own total_bytes is a sum the feed reports: three figures of 2^53-1 are valid
+		// alone, not together; the byte figure at which the total passes 2^53-1 is named.
+		{`{"record_count":1,"record_json_bytes":9007199254740991,"record_changes_count":3,"record_changes_json_bytes":1,"blob_count":5,"blob_bytes":6}`, "record_changes_json_bytes"},
+		{`{"record_count":1,"record_json_bytes":4503599627370496,"record_changes_count":3,"record_changes_json_bytes":4503599627370495,"blob_count":5,"blob_bytes":1}`, "blob_bytes"},
 	}
 	for _, c := range cases {
 		_, err := retained.ParseFigures([]byte(c.raw))
@@ -192,4 +206,70 @@ func TestParseFigures(t *testing.T) {
 			t.Errorf("ParseFigures(%s) = %v, want 400 on %q", c.raw, err, c.field)
 		}
 	}
+}
+
+// TestPutRefusesSumsBeyond2To53: every figure is valid alone below 2^53 (SPEC §1.5), but the
+// feed reports sums over a connection's streams; the write that would carry one of them past
+// 2^53-1 is refused inside the transaction (the other streams summed under the connection's
+// lock), naming the figure, and writes nothing. Before, 400 streams of 2^53-1 each overflowed
+// the bigint sums (500 from the 342nd PUT) and the feed reported 9214364837600033793.
+func TestPutRefusesSumsBeyond2To53(t *testing.T) {
+	const maxSafe = 1<<53 - 1
+	dbtest.Engines(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		work, home := seedConnections(t, db)
+		s := retained.NewStore(db, fixedClock)
+		if _, err := s.Put(ctx, work, "a", retained.Figures{RecordCount: maxSafe - 10, BlobBytes: maxSafe - 100}); err != nil {
+			t.Fatal(err)
+		}
+		rowsBefore := func() []map[string]any {
+			var rows []map[string]any
+			if err := db.NewSelect().Table("retained_streams").OrderExpr("connection_id, stream").Scan(ctx, &rows); err != nil {
+				t.Fatal(err)
+			}
+			var conns []map[string]any
+			if err := db.NewSelect().Table("retained_connections").OrderExpr("connection_id").Scan(ctx, &conns); err != nil {
+				t.Fatal(err)
+			}
+			return append(rows, conns...)
+		}
+		before := rowsBefore()
+		for _, c := range []struct {
+			name, stream string
+			f            retained.Figures
+			field, sum   string
+		}{
+			{"record_count one past", "b", retained.Figures{RecordCount: 11}, "record_count", "record_count"},
+			{"total_bytes one past", "b", retained.Figures{RecordJSONBytes: 50, RecordChangesJSONBytes: 51}, "record_changes_json_bytes", "total_bytes"},
+			{"blob_bytes one past", "b", retained.Figures{BlobBytes: 101}, "blob_bytes", "blob_bytes"},
+			{"replacing the stream that holds the sum", "a", retained.Figures{RecordCount: maxSafe, BlobBytes: maxSafe, RecordJSONBytes: 1}, "blob_bytes", "total_bytes"},
+		} {
+			_, err := s.Put(ctx, work, c.stream, c.f)
+			var sum *retained.SumTooLargeError
+			if !errors.As(err, &sum) || sum.Field != c.field || sum.Sum != c.sum {
+				t.Errorf("%s: Put = %v, want SumTooLargeError{%s, %s}", c.name, err, c.field, c.sum)
+			}
+		}
+		if after := rowsBefore(); len(after) != len(before) {
+			t.Errorf("refused puts changed the rows: %v → %v", before, after)
+		}
+		// Exactly 2^53-1 is accepted; replacing a stream counts its new figures, not old + new.
+		if _, err := s.Put(ctx, work, "b", retained.Figures{RecordCount: 10, BlobBytes: 100}); err != nil {
+			t.Errorf("sums of exactly 2^53-1: %v", err)
+		}
+		if _, err := s.Put(ctx, work, "a", retained.Figures{RecordCount: maxSafe - 10, BlobBytes: maxSafe - 100}); err != nil {
+			t.Errorf("the same figures again: %v", err)
+		}
+		// Another connection's streams do not count.
+		if _, err := s.Put(ctx, home, "a", retained.Figures{RecordCount: maxSafe, BlobBytes: maxSafe}); err != nil {
+			t.Errorf("the other connection: %v", err)
+		}
+		got, err := s.ForConnection(ctx, work)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := got.Connection; c == nil || c.RecordCount != maxSafe || c.BlobBytes != maxSafe || c.TotalBytesCol != maxSafe {
+			t.Errorf("connection row %+v, want the sums at exactly 2^53-1", c)
+		}
+	})
 }

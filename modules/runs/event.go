@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/uptrace/bun"
 
@@ -114,6 +113,9 @@ func ParseEvent(raw []byte, path string) (*Event, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := o.Known(eventFields...); err != nil {
+		return nil, err
+	}
 	e := &Event{}
 	str := func(key string, re pattern, what string) (*string, error) {
 		s, ok, err := o.String(key)
@@ -142,9 +144,9 @@ func ParseEvent(raw []byte, path string) (*Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, err := time.Parse(time.RFC3339Nano, at)
-	if err != nil { // RFC 3339 parsing requires the offset ("Z" or ±hh:mm)
-		return nil, httpx.Invalid(o.Path("occurred_at"), "must be an RFC 3339 timestamp with an offset, e.g. 2026-11-20T08:01:02.345+01:00")
+	t, ok := httpx.ParseTimestamp(at)
+	if !ok { // RFC 3339 parsing requires the offset ("Z" or ±hh:mm, at most ±23:59)
+		return nil, httpx.Invalid(o.Path("occurred_at"), "must be an RFC 3339 timestamp with an offset of at most ±23:59, e.g. 2026-11-20T08:01:02.345+01:00")
 	}
 	// The range applies to the stored UTC time: 9999-12-31T23:59-01:00 is in year 10000 and
 	// would break the fixed-width text whose order is time order.
@@ -181,9 +183,13 @@ func ParseEvent(raw []byte, path string) (*Event, error) {
 		if data, err = parseData(raw, o.Path("data")); err != nil {
 			return nil, err
 		}
-		canonical, _ := json.Marshal(data)
-		s := string(canonical)
-		e.Data = &s
+		canonical := canonicalData(data)
+		// The limit holds for what is stored, not only for what was sent: the canonical form
+		// can be longer than the text sent (U+2028 and U+2029 are always escaped, 3 bytes → 6).
+		if len(canonical) > MaxDataBytes {
+			return nil, httpx.Invalid(o.Path("data"), "must be at most %d bytes encoded (as stored: %d)", MaxDataBytes, len(canonical))
+		}
+		e.Data = &canonical
 	}
 	if err := o.RejectUnknown(); err != nil {
 		return nil, err
@@ -191,6 +197,33 @@ func ParseEvent(raw []byte, path string) (*Event, error) {
 	e.extract(data)
 	e.ContentHash = e.contentHash()
 	return e, nil
+}
+
+// eventFields are the keys of an event object (SPEC §1.4).
+var eventFields = []string{"event_id", "event_type", "occurred_at", "run_id", "source_kind", "source_id",
+	"connector_instance_id", "connection_id", "status", "data"}
+
+// canonicalData is the stored form of data: keys sorted, no insignificant space, numbers as
+// sent, and no HTML escaping — json.Marshal would store `<` as `\u003c`, six bytes for one, so
+// that 64 KiB sent could be 384 KiB stored.
+func canonicalData(data map[string]any) string {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(data) // decoded from valid JSON with UseNumber: it cannot fail
+	return string(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
+}
+
+// hashedData is data as the content hash reads it: the HTML-escaped form that earlier builds
+// stored, so that an event stored by them and sent again hashes the same (a duplicate, not a
+// conflict). Only data holding <, > or & differs.
+func hashedData(data string) string {
+	if !strings.ContainsAny(data, "<>&") {
+		return data
+	}
+	var buf bytes.Buffer
+	json.HTMLEscape(&buf, []byte(data))
+	return buf.String()
 }
 
 // parseData checks size and depth and decodes numbers exactly.
@@ -267,7 +300,12 @@ func (e *Event) extract(data map[string]any) {
 // re-sent event with the same id is told apart from a conflicting one.
 func (e *Event) contentHash() string {
 	buf := make([]byte, 0, 256)
-	for _, p := range []*string{&e.EventType, &e.OccurredAt, e.RunID, e.SourceKind, e.SourceID, e.ConnectorInstanceID, e.ConnectionID, e.Status, e.Data} {
+	var data *string
+	if e.Data != nil {
+		d := hashedData(*e.Data)
+		data = &d
+	}
+	for _, p := range []*string{&e.EventType, &e.OccurredAt, e.RunID, e.SourceKind, e.SourceID, e.ConnectorInstanceID, e.ConnectionID, e.Status, data} {
 		if p == nil {
 			buf = append(buf, 0)
 			continue
@@ -295,6 +333,9 @@ const MaxBatchEvents = 5000
 func ParseBatch(raw []byte, maxEvents int) ([]*Event, error) {
 	o, err := httpx.ParseObject(raw, "")
 	if err != nil {
+		return nil, err
+	}
+	if err := o.Known("events"); err != nil {
 		return nil, err
 	}
 	items, ok, err := o.Array("events")

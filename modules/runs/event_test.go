@@ -203,3 +203,88 @@ func TestParseBatch(t *testing.T) {
 		t.Error("a configured smaller batch limit is not enforced")
 	}
 }
+
+// TestParseEventRefusesNULAndLoneSurrogates: NUL and half a surrogate pair are refused in every
+// string of an event, data included, naming the field. Before, data.reason with NUL was a 500
+// on SQLite and lost its NUL in failure_reason on PostgreSQL; "\ud800" was stored as U+FFFD.
+func TestParseEventRefusesNULAndLoneSurrogates(t *testing.T) {
+	for raw, field := range map[string]string{
+		eventJSON(`"data":{"reason":"login\u0000required"}`):                              "events[4].data.reason",
+		eventJSON(`"data":{"failure_reason":"\ud800"}`):                                   "events[4].data.failure_reason",
+		eventJSON(`"data":{"browser_surface":{"browser_surface_status":"x\udfff"}}`):      "events[4].data.browser_surface.browser_surface_status",
+		eventJSON(`"data":{"browser_surface":{"browser_surface_profile_key":"k\u0000"}}`): "events[4].data.browser_surface.browser_surface_profile_key",
+		eventJSON(`"data":{"known_gaps":["a","\u0000"]}`):                                 "events[4].data.known_gaps[1]",
+		eventJSON(`"data":{"r\u0000":1}`):                                                 "events[4].data.r\x00",
+		`{"event_type":"run.\u0000","occurred_at":"2026-11-20T08:01:02Z"}`:                "events[4].event_type",
+		`{"event_type":"run.started","occurred_at":"2026-11-20T08:01:02Z\ud800"}`:         "events[4].occurred_at",
+		eventJSON(`"run_id":"r\u0000"`):                                                   "events[4].run_id",
+	} {
+		_, err := runs.ParseEvent([]byte(raw), "events[4]")
+		if e, ok := httpx.As(err); !ok || e.Status != 400 || e.Field != field {
+			t.Errorf("ParseEvent(%s) = %v, want 400 on %q", raw, err, field)
+		}
+	}
+	// A valid pair and an escaped backslash are text.
+	e, err := runs.ParseEvent([]byte(eventJSON(`"data":{"reason":"\ud83d\ude00 \\u0000"}`)), "events[0]")
+	if err != nil || e.FailureReason == nil || *e.FailureReason != "😀 \\u0000" {
+		t.Errorf("ParseEvent with a valid pair = %v, %v", e, err)
+	}
+}
+
+// TestParseEventDataLimitHoldsAsStored: data is stored without HTML escaping, so the 64 KiB
+// bound holds for what is stored; what would still grow (U+2028 and U+2029 are always escaped)
+// is measured as stored. Before, 65,000 "<" were accepted and stored as 390,008 bytes.
+func TestParseEventDataLimitHoldsAsStored(t *testing.T) {
+	lt := `{"p":"` + strings.Repeat("<", 65000) + `&>"}`
+	e, err := runs.ParseEvent([]byte(eventJSON(`"data":`+lt)), "events[0]")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *e.Data != lt {
+		t.Errorf("data of %d bytes stored as %d bytes (%.40s…)", len(lt), len(*e.Data), *e.Data)
+	}
+	ls := `{"p":"` + strings.Repeat("\u2028", 21800) + `"}` // 65,410 bytes sent, 130,810 as stored
+	if len(ls) > runs.MaxDataBytes {
+		t.Fatalf("test data is %d bytes", len(ls))
+	}
+	_, err = runs.ParseEvent([]byte(eventJSON(`"data":`+ls)), "events[3]")
+	if e, ok := httpx.As(err); !ok || e.Status != 400 || e.Field != "events[3].data" {
+		t.Errorf("data whose stored form exceeds 64 KiB = %v, want 400 on events[3].data", err)
+	}
+}
+
+// TestParseEventOffsetsStopAt2359: RFC 3339 offsets are at most ±23:59; Go's parser took +24:00.
+func TestParseEventOffsetsStopAt2359(t *testing.T) {
+	for _, at := range []string{"2026-01-01T00:00:00+24:00", "2026-01-01T00:00:00-24:00", "2026-01-01T00:00:00+23:60", "2026-01-01T00:00:00.5+00:60"} {
+		_, err := runs.ParseEvent([]byte(`{"event_type":"x","occurred_at":"`+at+`"}`), "events[0]")
+		if e, ok := httpx.As(err); !ok || e.Status != 400 || e.Field != "events[0].occurred_at" {
+			t.Errorf("occurred_at %s = %v, want 400 on events[0].occurred_at", at, err)
+		}
+	}
+	for at, want := range map[string]string{"2026-01-01T00:00:00+23:59": "2025-12-31T00:01:00.000Z", "2026-01-01T00:00:00-23:59": "2026-01-01T23:59:00.000Z"} {
+		if e, err := runs.ParseEvent([]byte(`{"event_type":"x","occurred_at":"`+at+`"}`), "events[0]"); err != nil || e.OccurredAt != want {
+			t.Errorf("occurred_at %s = %v, %v; want %s", at, e, err, want)
+		}
+	}
+}
+
+// TestParseEventNamesAMisspeltField: the unknown key is named, with the known one suggested,
+// ahead of the required field it leaves missing. Before: "events[0].occurred_at is required".
+func TestParseEventNamesAMisspeltField(t *testing.T) {
+	for raw, want := range map[string]string{
+		`{"event_type":"run.started","occured_at":"2026-11-20T08:01:02Z"}`:                    "events[0].occured_at: is not a known field; did you mean occurred_at?",
+		`{"eventtype":"run.started","occurred_at":"2026-11-20T08:01:02Z"}`:                    "events[0].eventtype: is not a known field; did you mean event_type?",
+		`{"event_type":"run.started","occurred_at":"2026-11-20T08:01:02Z","stauts":"failed"}`: "events[0].stauts: is not a known field; did you mean status?",
+		`{"occurred_at":"2026-11-20T08:01:02Z","severity":"high"}`:                            "events[0].severity: is not a known field",
+	} {
+		_, err := runs.ParseEvent([]byte(raw), "events[0]")
+		e, ok := httpx.As(err)
+		if !ok || e.Field+": "+e.Message != want {
+			t.Errorf("ParseEvent(%s) = %v, want %q", raw, err, want)
+		}
+	}
+	_, err := runs.ParseBatch([]byte(`{"event":[`+eventJSON("")+`]}`), 10)
+	if e, ok := httpx.As(err); !ok || e.Field != "event" || !strings.HasSuffix(e.Message, "did you mean events?") {
+		t.Errorf("a batch under \"event\" = %v, want the suggestion events", err)
+	}
+}

@@ -39,7 +39,9 @@ func ParseSource(v string) (Source, error) {
 	return "", fmt.Errorf("must be %s or %s", SourceReadModel, SourceSpine)
 }
 
-// Candidate is one run considered for a connection, with the matcher's decision.
+// Candidate is one run considered for a connection, with the matcher's decision and the
+// evidence it was decided on: what the run carried (ProfileKey, ConnectionID) beside what the
+// connection expects (ExpectedProfileKey), so that a mismatch shows its cause.
 type Candidate struct {
 	RunID   string  `json:"run_id"`
 	Status  string  `json:"status"`
@@ -47,6 +49,46 @@ type Candidate struct {
 	Page    PageKey `json:"page"`
 	Matched bool    `json:"matched"`
 	Rule    Rule    `json:"rule"`
+	// ProfileKey is the run's browser_surface_profile_key (null: none, or empty).
+	ProfileKey *string `json:"profile_key"`
+	// ConnectionID is the run's explicit connection evidence: the first non-empty
+	// connector_instance_id / connection_id of its events (null: none).
+	ConnectionID *string `json:"connection_id"`
+	// ExpectedProfileKey is the connection's expected key (SPEC §1.3).
+	ExpectedProfileKey string `json:"expected_profile_key"`
+}
+
+// candidateOf records the matcher's decision on run s for t, read from page key.
+func candidateOf(s *Summary, key PageKey, t Target) Candidate {
+	ok, rule := Match(s.Claim(), t)
+	c := Candidate{RunID: s.RunID, Status: s.Status, LastAt: s.LastAt, Page: key, Matched: ok, Rule: rule,
+		ExpectedProfileKey: t.ExpectedProfileKey}
+	if nonEmptyPtr(s.BrowserSurfaceProfileKey) {
+		c.ProfileKey = s.BrowserSurfaceProfileKey
+	}
+	if nonEmptyPtr(s.ConnectionRef) {
+		c.ConnectionID = s.ConnectionRef
+	}
+	return c
+}
+
+// RunKey is a position in run order (last_at DESC, run_id DESC): the keyset cursor of a
+// connection's run list.
+type RunKey struct {
+	LastAt string `json:"l"`
+	RunID  string `json:"r"`
+}
+
+// KeyOf returns the position of s in run order.
+func KeyOf(s *Summary) RunKey { return RunKey{LastAt: s.LastAt, RunID: s.RunID} }
+
+// Precedes reports whether s comes after k in run order (so a page that continues after k
+// lists it).
+func (k RunKey) Precedes(s *Summary) bool {
+	if s.LastAt != k.LastAt {
+		return s.LastAt < k.LastAt
+	}
+	return s.RunID < k.RunID
 }
 
 // ConnectionEvidence is the run evidence of one connection.
@@ -74,6 +116,10 @@ type Request struct {
 	// before any limit (SPEC §4.3): the spine lists the connector's (connector, Status) page, the
 	// read model filters in its query. LastRun and LastSuccessfulRun are unaffected.
 	Status string
+	// After, when set, restricts ConnectionEvidence.Runs to the runs after this position in run
+	// order (a keyset page): the read model seeks in its query; the spine lists the runs of its
+	// page window after the position, so its pages end with the window.
+	After *RunKey
 }
 
 // Evidence is the run-evidence port: the spine fold with per-projection page reuse, the
@@ -146,7 +192,10 @@ func (e *SpineEvidence) For(ctx context.Context, req Request) (map[string]*Conne
 
 // connectionEvidence matches the runs of the connector's pages against one connection. Runs
 // lists the matches of the page the request lists: the unfiltered page, or the (connector,
-// Status) page when the request filters by status.
+// Status) page when the request filters by status, after req.After when set. A keyset page of a
+// connection's runs is therefore a page within the run-page window (runs.page_size runs of the
+// connector, SPEC §4.3): once the window is listed there is no next page, even when older
+// runs of the connection exist beyond it (the read model has no window).
 func connectionEvidence(ctx context.Context, reader *PageReader, entry catalog.Entry, req Request) (*ConnectionEvidence, error) {
 	t := Target{ConnectionID: entry.Connection.ConnectionID, ExpectedProfileKey: catalog.ExpectedProfileKey(entry.Connection, entry.Connector)}
 	ev := &ConnectionEvidence{}
@@ -161,14 +210,14 @@ func connectionEvidence(ctx context.Context, reader *PageReader, entry catalog.E
 		ev.Pages = append(ev.Pages, key)
 		for i := range page.Runs {
 			s := &page.Runs[i]
-			ok, rule := Match(s.Claim(), t)
+			ok, _ := Match(s.Claim(), t)
 			if req.Trail {
-				ev.Candidates = append(ev.Candidates, Candidate{RunID: s.RunID, Status: s.Status, LastAt: s.LastAt, Page: key, Matched: ok, Rule: rule})
+				ev.Candidates = append(ev.Candidates, candidateOf(s, key, t))
 			}
 			if !ok {
 				continue
 			}
-			if status == req.Status {
+			if status == req.Status && (req.After == nil || req.After.Precedes(s)) {
 				ev.Runs = append(ev.Runs, *s)
 			}
 			if status == "" && ev.LastRun == nil {

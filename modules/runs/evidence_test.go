@@ -130,9 +130,18 @@ func TestSpineEvidenceAttribution(t *testing.T) {
 		if len(rules) != len(wantRules) {
 			t.Errorf("cin_amz_a candidates %v, want the %d amazon runs (never a mail run)", rules, len(wantRules))
 		}
+		// The mail runs name a sibling: a run naming another connection is explicit_id_mismatch,
+		// with the id it carried beside the expected key; r_m_nobody carries nothing.
 		for _, c := range got["cin_mail_4"].Candidates {
-			if c.Matched || c.Rule != runs.RuleNoConnectionEvidence {
-				t.Errorf("cin_mail_4 candidate %s: matched %v rule %s, want no_connection_evidence", c.RunID, c.Matched, c.Rule)
+			if c.RunID == "r_m_nobody" {
+				if c.Matched || c.Rule != runs.RuleNoConnectionEvidence || c.ConnectionID != nil || c.ProfileKey != nil {
+					t.Errorf("cin_mail_4 candidate %+v, want no_connection_evidence without evidence", c)
+				}
+				continue
+			}
+			if c.Matched || c.Rule != runs.RuleExplicitIDMismatch || c.ConnectionID == nil || *c.ConnectionID == "cin_mail_4" ||
+				c.ProfileKey != nil || c.ExpectedProfileKey != "mail:cin_mail_4" {
+				t.Errorf("cin_mail_4 candidate %+v, want explicit_id_mismatch carrying another connection's id", c)
 			}
 		}
 		// Without Trail, no candidates are collected.

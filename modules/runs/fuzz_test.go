@@ -22,7 +22,49 @@ var (
 	fuzzTypeRE       = regexp.MustCompile(`^[a-z][a-z0-9_.]{0,63}$`)
 	fuzzStatusRE     = regexp.MustCompile(`^[a-z][a-z0-9_]{0,63}$`)
 	fuzzStoredTimeRE = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$`)
+	fuzzOffsetRE     = regexp.MustCompile(`[+-](\d{2}):(\d{2})$`)
 )
+
+// requireTextAsSent fails when an accepted JSON text holds a string (key or value, at any
+// depth) with U+0000, or one in which decoding replaced something with U+FFFD (a lone
+// surrogate escape): SPEC §2, never silently replaced. U+FFFD the text spells itself is fine.
+func requireTextAsSent(t *testing.T, raw []byte) {
+	t.Helper()
+	spelt := strings.Count(string(raw), "\uFFFD") + strings.Count(strings.ToLower(string(raw)), `\ufffd`)
+	var v any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber() // 1e700 is valid JSON, beyond a float64
+	if err := dec.Decode(&v); err != nil {
+		t.Fatalf("accepted %q: %v", raw, err)
+	}
+	decoded := 0
+	var walk func(v any)
+	check := func(s string) {
+		if strings.ContainsRune(s, 0) {
+			t.Fatalf("accepted a string with NUL in %q", raw)
+		}
+		decoded += strings.Count(s, "\uFFFD")
+	}
+	walk = func(v any) {
+		switch x := v.(type) {
+		case string:
+			check(x)
+		case []any:
+			for _, el := range x {
+				walk(el)
+			}
+		case map[string]any:
+			for k, el := range x {
+				check(k)
+				walk(el)
+			}
+		}
+	}
+	walk(v)
+	if decoded > spelt {
+		t.Fatalf("accepted %q, in which decoding replaced %d characters with U+FFFD", raw, decoded-spelt)
+	}
+}
 
 // eventSeeds are the inputs every fuzz run starts from (the committed corpus in
 // testdata/fuzz adds the hostile ones).
@@ -37,6 +79,12 @@ var eventSeeds = []string{
 	`{"event_type":"run.progress","occurred_at":"1969-12-31T23:59:59Z"}`,
 	`{"event_type":"x","occurred_at":"2026-11-20T08:01:02Z","data":{"a":{"a":{"a":{}}}},"data2":1}`,
 	`{"event_type":"x","occurred_at":"2026-11-20T08:01:02Z","data":{"s":"<>&\u2028 \ud800 é"}}`,
+	`{"event_type":"x","occurred_at":"2026-11-20T08:01:02Z","data":{"s":"<>&\u2028 \ud83d\ude00 \\u0000 é"}}`,
+	`{"event_type":"x","occurred_at":"2026-11-20T08:01:02Z","data":{"reason":"a\u0000b"}}`,
+	`{"event_type":"x","occurred_at":"2026-11-20T08:01:02Z","data":{"k\udc00":1}}`,
+	`{"event_type":"x","occurred_at":"2026-01-01T00:00:00+24:00"}`,
+	`{"event_type":"x","occurred_at":"2026-01-01T00:00:00-23:59"}`,
+	`{"event_type":"x","occured_at":"2026-11-20T08:01:02Z"}`,
 	`{"event_type":"x","occurred_at":"2026-11-20T08:01:02Z","connection_id":"a","connector_instance_id":"b"}`,
 	`{"event_type":"x","occurred_at":"2026-11-20T08:01:02Z","source_kind":"connector"}`,
 	`{"event_type":"x","occurred_at":"2026-11-20T08:01:02Z","data":[]}`,
@@ -128,6 +176,10 @@ func requireValidEvent(t *testing.T, raw []byte, e *runs.Event) {
 	if err != nil || gt.UTC().Format(bootstrap.TimeFormat) != e.OccurredAt {
 		t.Fatalf("occurred_at %q stored as %q", given, e.OccurredAt)
 	}
+	if m := fuzzOffsetRE.FindStringSubmatch(given); strings.Contains(given, ",") || (m != nil && (m[1] > "23" || m[2] > "59")) {
+		t.Fatalf("accepted occurred_at %q: no RFC 3339 (offset beyond ±23:59 or a comma before the fraction)", given)
+	}
+	requireTextAsSent(t, raw)
 
 	// data: within the limits as given, stored as the same JSON value.
 	d, present := fields["data"]
@@ -142,9 +194,12 @@ func requireValidEvent(t *testing.T, raw []byte, e *runs.Event) {
 		if !json.Valid([]byte(*e.Data)) || (*e.Data)[0] != '{' {
 			t.Fatalf("stored data %q is no JSON object", *e.Data)
 		}
-		// The canonical form may escape <, >, & and U+2028/9 (at most 6 bytes for 1): bounded.
-		if len(*e.Data) > 6*runs.MaxDataBytes {
+		// The limit holds for the stored form too (no HTML escaping; U+2028/9 are measured).
+		if len(*e.Data) > runs.MaxDataBytes {
 			t.Fatalf("stored data is %d bytes", len(*e.Data))
+		}
+		if strings.Contains(*e.Data, `\u003c`) && !strings.Contains(strings.ToLower(string(d)), `\u003c`) {
+			t.Fatalf("stored data %.80s is HTML-escaped", *e.Data)
 		}
 		if !reflect.DeepEqual(decodeUseNumber(t, d), decodeUseNumber(t, []byte(*e.Data))) {
 			t.Fatalf("data %s stored as %s", d, *e.Data)
@@ -184,8 +239,12 @@ func storedJSON(e *runs.Event) []byte {
 	if e.Data != nil {
 		m["data"] = json.RawMessage(*e.Data)
 	}
-	b, _ := json.Marshal(m)
-	return b
+	// As stored: json.Marshal would HTML-escape the data again (< as \u003c, six bytes for one).
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(m)
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 }
 
 func FuzzParseEvent(f *testing.F) {
@@ -208,14 +267,12 @@ func FuzzParseEvent(f *testing.F) {
 		if err != nil || again.ContentHash != e.ContentHash {
 			t.Fatalf("second parse: %v, hash %s vs %s", err, again.ContentHash, e.ContentHash)
 		}
-		if e.Data == nil || len(*e.Data) <= runs.MaxDataBytes {
-			replay, err := runs.ParseEvent(storedJSON(e), "events[0]")
-			if err != nil {
-				t.Fatalf("the stored form %s is refused: %v", storedJSON(e), err)
-			}
-			if replay.ContentHash != e.ContentHash {
-				t.Fatalf("the stored form %s hashes differently", storedJSON(e))
-			}
+		replay, err := runs.ParseEvent(storedJSON(e), "events[0]")
+		if err != nil {
+			t.Fatalf("the stored form %.200s is refused: %v", storedJSON(e), err)
+		}
+		if replay.ContentHash != e.ContentHash {
+			t.Fatalf("the stored form %.200s hashes differently", storedJSON(e))
 		}
 	})
 }

@@ -33,11 +33,62 @@ type IngestResult struct {
 	Accepted     int   `json:"accepted"`
 	Duplicates   int   `json:"duplicates"`
 	LastEventSeq int64 `json:"last_event_seq"`
+	// Unattributed counts the runs this batch touched that belong to no connection after it
+	// (Attribution); nil when no read model attributes runs at write time (runs.evidence=spine).
+	Unattributed *int `json:"unattributed"`
+	// UnattributedExamples are the first MaxUnattributedExamples of them, in the order the
+	// batch first touched them; nil exactly when Unattributed is.
+	UnattributedExamples []UnattributedRun `json:"unattributed_examples"`
 }
 
-// AppendHook sees every stored batch inside the appending transaction (the read model).
+// UnattributedReason says why a run belongs to no connection. The reason follows the evidence
+// the run carries, in the matcher's order: a profile key decides alone, then an explicit id.
+type UnattributedReason string
+
+// The reasons of UnattributedRun.
+const (
+	// UnattributedNoEvidence: the run carries neither a profile key nor a connection id.
+	UnattributedNoEvidence UnattributedReason = "no_connection_evidence"
+	// UnattributedNoMatchingKey: the run carries a profile key that is no connection's expected
+	// key under its connector (or it has no connector, see UnattributedRun.ConnectorID).
+	UnattributedNoMatchingKey UnattributedReason = "no_matching_profile_key"
+	// UnattributedUnknownConnection: the run carries no profile key and names a connection that
+	// is no connection of its connector (none with that id, or one of another connector).
+	UnattributedUnknownConnection UnattributedReason = "unknown_connection"
+)
+
+// UnattributedRun is one run of a batch that belongs to no connection, with the evidence it
+// carried, so that a client sees at once why.
+type UnattributedRun struct {
+	RunID string `json:"run_id"`
+	// ConnectorID is the run's connector (its source_id); nil for a run without a source (its
+	// events had no source_kind/source_id and named no existing connection): such a run is
+	// stored but belongs to no connector's runs, and is never attributed later.
+	ConnectorID *string `json:"connector_id"`
+	// ProfileKey and ConnectionID are the run's evidence as the fold sees it (SPEC §4.1).
+	ProfileKey   *string `json:"profile_key"`
+	ConnectionID *string `json:"connection_id"`
+	// ExpectedProfileKey, for a run whose profile key matched nothing, is the expected key of
+	// the connection the run seems meant for — the one its connection id names, or the id after
+	// the last ':' of its key — when that connection exists under the run's connector; else nil.
+	ExpectedProfileKey *string            `json:"expected_profile_key"`
+	Reason             UnattributedReason `json:"reason"`
+}
+
+// MaxUnattributedExamples bounds IngestResult.UnattributedExamples.
+const MaxUnattributedExamples = 5
+
+// Attribution is what an append's read-model update learnt about the runs the batch touched:
+// how many belong to no connection, and the first few of them.
+type Attribution struct {
+	Unattributed int
+	Examples     []UnattributedRun
+}
+
+// AppendHook sees every stored batch inside the appending transaction (the read model), and
+// reports the attribution of the runs it touched.
 type AppendHook interface {
-	Apply(ctx context.Context, tx bun.IDB, events []*Event) error
+	Apply(ctx context.Context, tx bun.IDB, events []*Event) (Attribution, error)
 }
 
 // Ingester appends validated event batches to the spine.
@@ -55,7 +106,8 @@ func NewIngester(db *bun.DB, now bootstrap.Clock, hook AppendHook) *Ingester {
 // Append stores a batch atomically: all new events or none. An event_id already stored (or
 // repeated in the batch) with identical content is a duplicate and skipped; with different
 // content the batch is refused with a *ConflictError. Events without a source take the source
-// of the connection they name.
+// of the connection they name. With a hook (the read model), the result reports the runs the
+// batch touched that belong to no connection; without one, it leaves them nil (not computed).
 func (in *Ingester) Append(ctx context.Context, events []*Event) (IngestResult, error) {
 	var res IngestResult
 	// Serialized: event_seq order is then commit order (a reader that has seen seq N has seen
@@ -63,6 +115,10 @@ func (in *Ingester) Append(ctx context.Context, events []*Event) (IngestResult, 
 	// connection and profile key committed before it (bootstrap/tx.go).
 	err := bootstrap.RunSerialized(ctx, in.db, func(ctx context.Context, tx bun.Tx) error {
 		res = IngestResult{}
+		if in.hook != nil {
+			zero := 0
+			res.Unattributed, res.UnattributedExamples = &zero, []UnattributedRun{}
+		}
 		fresh, err := in.dedupe(ctx, tx, events, &res)
 		if err != nil {
 			return err
@@ -86,9 +142,16 @@ func (in *Ingester) Append(ctx context.Context, events []*Event) (IngestResult, 
 		}
 		res.LastEventSeq = max(res.LastEventSeq, last)
 		res.Accepted = len(fresh)
-		if in.hook != nil {
-			return in.hook.Apply(ctx, tx, fresh)
+		if in.hook == nil {
+			return nil
 		}
+		att, err := in.hook.Apply(ctx, tx, fresh)
+		if err != nil {
+			return err
+		}
+		n := att.Unattributed
+		res.Unattributed = &n
+		res.UnattributedExamples = append(res.UnattributedExamples, att.Examples[:min(len(att.Examples), MaxUnattributedExamples)]...)
 		return nil
 	})
 	if err != nil {

@@ -7,7 +7,8 @@ import (
 	"connsum/modules/runs"
 )
 
-// Pure tests of the matcher (SPEC §4.2).
+// Pure tests of the matcher (SPEC §4.2, §2.4): every rule, and a run naming another connection
+// is explicit_id_mismatch, not no_connection_evidence.
 func TestMatchRules(t *testing.T) {
 	shopping := "amazon-shopping"
 	amazon := &catalog.Connector{ConnectorID: "amazon", ProfileKey: &shopping}
@@ -43,7 +44,9 @@ func TestMatchRules(t *testing.T) {
 		{"matching key with another explicit id", run("amazon-shopping:cin_a", "cin_b"), true, runs.RuleProfileKeyMatch},
 		{"no key, explicit id", run(none, "cin_a"), true, runs.RuleExplicitIDMatch},
 		{"empty key counts as no key", run("", "cin_a"), true, runs.RuleExplicitIDMatch},
-		{"no key, sibling's id", run(none, "cin_b"), false, runs.RuleNoConnectionEvidence},
+		{"no key, sibling's id", run(none, "cin_b"), false, runs.RuleExplicitIDMismatch},
+		{"no key, a connection that does not exist", run(none, "cin_nope"), false, runs.RuleExplicitIDMismatch},
+		{"empty key, sibling's id", run("", "cin_b"), false, runs.RuleExplicitIDMismatch},
 		{"no key, no id", run(none, none), false, runs.RuleNoConnectionEvidence},
 		{"no key, empty id", run(none, ""), false, runs.RuleNoConnectionEvidence},
 	}

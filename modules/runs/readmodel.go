@@ -91,29 +91,62 @@ const appliedSeqKey = "applied_event_seq"
 // has a higher event_seq than every stored one, so the merge equals refolding the whole run, and
 // late or out-of-order occurred_at values change nothing. The runs are then re-attributed and the
 // heads of every connection whose runs changed are recomputed.
-func (m *ReadModel) Apply(ctx context.Context, tx bun.IDB, events []*Event) error {
+//
+// The Attribution it returns lists the touched runs that belong to no connection afterwards, from
+// what the update already holds (the merged rows and the connector's connections): it costs no
+// statement. Connector runs are judged by the attribution rule; a run whose events have no source
+// (none sent and none derivable, SPEC §1.4) belongs to no connector and is reported with its
+// batch evidence; provider_native runs are not connector runs and are not reported.
+func (m *ReadModel) Apply(ctx context.Context, tx bun.IDB, events []*Event) (Attribution, error) {
 	delta := map[string]map[string][]EventRow{} // connector → run → new events
 	touched := map[string]map[string]bool{}
+	first := map[[2]string]int{}          // (connector, run) → position in the batch; "" for no source
+	sourceless := map[string][]EventRow{} // run → its events without a source
 	var maxSeq int64
-	for _, e := range events {
+	for i, e := range events {
 		maxSeq = max(maxSeq, e.EventSeq)
-		if e.RunID == nil || e.SourceKind == nil || *e.SourceKind != "connector" || e.SourceID == nil {
+		if e.RunID == nil {
+			continue
+		}
+		if e.SourceKind == nil {
+			if _, ok := first[[2]string{"", *e.RunID}]; !ok {
+				first[[2]string{"", *e.RunID}] = i
+			}
+			sourceless[*e.RunID] = append(sourceless[*e.RunID], e.row())
+			continue
+		}
+		if *e.SourceKind != "connector" || e.SourceID == nil {
 			continue
 		}
 		c := *e.SourceID
 		if delta[c] == nil {
 			delta[c], touched[c] = map[string][]EventRow{}, map[string]bool{}
 		}
+		if _, ok := first[[2]string{c, *e.RunID}]; !ok {
+			first[[2]string{c, *e.RunID}] = i
+		}
 		delta[c][*e.RunID] = append(delta[c][*e.RunID], e.row())
 		touched[c][*e.RunID] = true
 	}
+	var lost []UnattributedRun
+	note := func(connector string, r *RunRow, t *targets) {
+		lost = append(lost, unattributedRun(t, connector, r.RunID, r.Claim()))
+	}
 	err := m.update(ctx, tx, touched, true, func(_ context.Context, connector string, _ []string) (map[string][]EventRow, error) {
 		return delta[connector], nil
-	})
+	}, note)
 	if err != nil {
-		return err
+		return Attribution{}, err
 	}
-	return setApplied(ctx, tx, maxSeq)
+	for id, evs := range sourceless {
+		p := Accumulate(id, evs)
+		lost = append(lost, unattributedRun(nil, "", id, Claim{ProfileKey: p.BSProfileKey, ConnectionRef: p.ConnectionRef}))
+	}
+	sort.Slice(lost, func(i, j int) bool {
+		return first[[2]string{deref(lost[i].ConnectorID), lost[i].RunID}] < first[[2]string{deref(lost[j].ConnectorID), lost[j].RunID}]
+	})
+	att := Attribution{Unattributed: len(lost), Examples: lost[:min(len(lost), MaxUnattributedExamples)]}
+	return att, setApplied(ctx, tx, maxSeq)
 }
 
 // row is what the fold reads of a stored event.
@@ -133,8 +166,10 @@ type eventsSource func(ctx context.Context, connector string, runIDs []string) (
 // update rewrites the rows of the touched runs (connector → run ids) and the heads of every
 // connection whose runs changed. With fromStored, the events are new ones merged into each
 // stored row (appends); without, they are each run's whole history from the log and replace the
-// row (catch-up, re-attribution).
-func (m *ReadModel) update(ctx context.Context, tx bun.IDB, touched map[string]map[string]bool, fromStored bool, events eventsSource) error {
+// row (catch-up, re-attribution). unattributed, when not nil, sees every written row that the
+// attribution rule gives to no connection, with the connections it was judged against.
+func (m *ReadModel) update(ctx context.Context, tx bun.IDB, touched map[string]map[string]bool, fromStored bool, events eventsSource,
+	unattributed func(connector string, r *RunRow, t *targets)) error {
 	if len(touched) == 0 {
 		return nil
 	}
@@ -183,6 +218,8 @@ func (m *ReadModel) update(ctx context.Context, tx bun.IDB, touched map[string]m
 				r := rowOf(connector, p, seq)
 				if r.ConnectionID = targets.attribute(connector, r.Claim()); r.ConnectionID != nil {
 					affected[*r.ConnectionID] = true
+				} else if unattributed != nil {
+					unattributed(connector, r, targets)
 				}
 				rows = append(rows, r)
 			}
@@ -208,7 +245,7 @@ func setApplied(ctx context.Context, tx bun.IDB, seq int64) error {
 func (m *ReadModel) refold(ctx context.Context, tx bun.IDB, touched map[string]map[string]bool) error {
 	return m.update(ctx, tx, touched, false, func(ctx context.Context, connector string, ids []string) (map[string][]EventRow, error) {
 		return runEvents(ctx, tx, connector, ids)
-	})
+	}, nil)
 }
 
 func keys(m map[string]bool) []string {
@@ -399,6 +436,44 @@ func (t *targets) attribute(connector string, c Claim) *string {
 		return nil
 	}
 	return &id
+}
+
+// unattributedRun describes a run that attribute gave to no connection: its evidence and the
+// reason, in the matcher's order (a profile key decides alone, then an explicit id), judged
+// against t, the connector's connections. connector is "" and t nil for a run without a source.
+func unattributedRun(t *targets, connector, runID string, c Claim) UnattributedRun {
+	u := UnattributedRun{RunID: runID, Reason: UnattributedNoEvidence}
+	if connector != "" {
+		u.ConnectorID = &connector
+	}
+	if nonEmptyPtr(c.ProfileKey) {
+		u.ProfileKey = c.ProfileKey
+	}
+	if nonEmptyPtr(c.ConnectionRef) {
+		u.ConnectionID = c.ConnectionRef
+	}
+	switch {
+	case u.ProfileKey != nil:
+		u.Reason = UnattributedNoMatchingKey
+		if t == nil {
+			break
+		}
+		// The connection the run seems meant for: the one it names, else the id its key ends
+		// with (base:cin_…), or for a key without ':' the legacy row whose id is the connector's.
+		meant := []string{deref(u.ConnectionID), connector}
+		if i := strings.LastIndexByte(*u.ProfileKey, ':'); i >= 0 {
+			meant[1] = (*u.ProfileKey)[i+1:]
+		}
+		for _, id := range meant {
+			if key, ok := t.keyOf[connector][id]; ok && id != "" {
+				u.ExpectedProfileKey = &key
+				break
+			}
+		}
+	case u.ConnectionID != nil:
+		u.Reason = UnattributedUnknownConnection
+	}
+	return u
 }
 
 // recomputeHeads brings the heads of the given connections in step with their attributed runs:

@@ -34,8 +34,9 @@ type headRow struct {
 }
 
 // For implements Evidence: two statements for the heads of every requested connection; a deep
-// request (History > 0) adds one index-ordered read per connection; a trail adds the connector's
-// recent runs with the matcher's decisions.
+// request (History > 0) adds one index-ordered read per connection (a keyset seek with
+// Request.After, over the whole history); a trail adds the connector's recent runs with the
+// matcher's decisions.
 func (e *ReadModelEvidence) For(ctx context.Context, req Request) (map[string]*ConnectionEvidence, error) {
 	out := make(map[string]*ConnectionEvidence, len(req.Entries))
 	if len(req.Entries) == 0 {
@@ -86,6 +87,10 @@ func (e *ReadModelEvidence) For(ctx context.Context, req Request) (map[string]*C
 			q := db.NewSelect().Model(&rows).Where("connection_id = ?", en.Connection.ConnectionID)
 			if req.Status != "" {
 				q = e.whereStatus(q, req.Status, now)
+			}
+			if req.After != nil {
+				// The keyset seek of idx_run_summaries_connection_order (…_status with a filter).
+				q = q.Where("(last_at, run_id) < (?, ?)", req.After.LastAt, req.After.RunID)
 			}
 			if err := q.OrderExpr("last_at DESC, run_id DESC").Limit(int64(req.History)).Scan(ctx); err != nil {
 				return nil, fmt.Errorf("runs: read model history: %w", err)
@@ -168,8 +173,7 @@ func (e *ReadModelEvidence) trail(ctx context.Context, en catalog.Entry, ev *Con
 	ev.Pages = append(ev.Pages, key)
 	for i := range rows {
 		s := rows[i].Partial().Resolve(now, e.m.o.StaleAfter)
-		ok, rule := Match(s.Claim(), t)
-		ev.Candidates = append(ev.Candidates, Candidate{RunID: s.RunID, Status: s.Status, LastAt: s.LastAt, Page: key, Matched: ok, Rule: rule})
+		ev.Candidates = append(ev.Candidates, candidateOf(&s, key, t))
 	}
 	return nil
 }

@@ -55,6 +55,10 @@ type CacheStats struct {
 	Bypasses   int64        `json:"bypasses"`
 	Errors     int64        `json:"errors"`
 	Generation uint64       `json:"generation"`
+	// MaxEntries is summary.cache.max_entries; Evictions counts entries dropped to stay within
+	// it (expired entries that are swept are not counted).
+	MaxEntries int   `json:"max_entries"`
+	Evictions  int64 `json:"evictions"`
 }
 
 // EntryStats describes one cached value.
@@ -63,19 +67,33 @@ type EntryStats struct {
 	AgeSeconds float64 `json:"age_seconds"`
 }
 
+// DefaultCacheMaxEntries is summary.cache.max_entries' default: far more keys than consoles
+// ask for within one TTL (one per filter and page they show), few enough that a client sending
+// distinct queries cannot grow the process. The bound counts entries, not bytes: an entry is
+// one overview (or one page of it).
+const DefaultCacheMaxEntries = 1000
+
 // OverviewCache is the in-process Cache. A value lives ttl after its computation finished.
 // Computations are detached from the requester's context, so a requester that goes away does
 // not cancel the work others wait for; errors reach every waiter and are not stored.
+//
+// The cache is bounded: an expired entry is dropped when it is next asked for, every entry
+// that expired is swept whenever a value is stored and the last sweep is a TTL old (so expired
+// values never outlive the next write by much), and at maxEntries live entries the oldest one
+// is evicted to make room. Keys come from query parameters a client chooses (connector_id,
+// limit, cursor), so without the bound every distinct query would stay in memory.
 type OverviewCache[V any] struct {
-	ttl     time.Duration
-	now     bootstrap.Clock
-	timeout time.Duration
+	ttl        time.Duration
+	now        bootstrap.Clock
+	timeout    time.Duration
+	maxEntries int
 
-	mu       sync.Mutex
-	gen      uint64
-	entries  map[string]cacheEntry[V]
-	inflight map[string]*flight[V]
-	stats    CacheStats
+	mu        sync.Mutex
+	gen       uint64
+	entries   map[string]cacheEntry[V]
+	inflight  map[string]*flight[V]
+	lastSweep time.Time
+	stats     CacheStats
 }
 
 type cacheEntry[V any] struct {
@@ -89,20 +107,33 @@ type flight[V any] struct {
 	err   error
 }
 
-// NewOverviewCache returns an enabled cache with the given TTL.
+// NewOverviewCache returns an enabled cache with the given TTL, holding at most
+// DefaultCacheMaxEntries entries.
 func NewOverviewCache[V any](ttl time.Duration, now bootstrap.Clock) *OverviewCache[V] {
-	return &OverviewCache[V]{ttl: ttl, now: now, timeout: 30 * time.Second,
-		entries: map[string]cacheEntry[V]{}, inflight: map[string]*flight[V]{},
-		stats: CacheStats{Enabled: true, Why: "enabled", TTLSeconds: ttl.Seconds()}}
+	return &OverviewCache[V]{ttl: ttl, now: now, timeout: 30 * time.Second, maxEntries: DefaultCacheMaxEntries,
+		entries: map[string]cacheEntry[V]{}, inflight: map[string]*flight[V]{}, lastSweep: now(),
+		stats: CacheStats{Enabled: true, Why: "enabled", TTLSeconds: ttl.Seconds(), MaxEntries: DefaultCacheMaxEntries}}
+}
+
+// WithMaxEntries sets how many entries the cache holds at most (n < 1 keeps the current bound)
+// and returns the cache; call it before the cache is shared.
+func (c *OverviewCache[V]) WithMaxEntries(n int) *OverviewCache[V] {
+	if n >= 1 {
+		c.maxEntries, c.stats.MaxEntries = n, n
+	}
+	return c
 }
 
 // Get implements Cache.
 func (c *OverviewCache[V]) Get(ctx context.Context, key string, compute func(context.Context) (V, error)) (V, Outcome, error) {
 	c.mu.Lock()
-	if e, ok := c.entries[key]; ok && c.now().Sub(e.stored) < c.ttl {
-		c.stats.Hits++
-		c.mu.Unlock()
-		return e.value, Hit, nil
+	if e, ok := c.entries[key]; ok {
+		if c.now().Sub(e.stored) < c.ttl {
+			c.stats.Hits++
+			c.mu.Unlock()
+			return e.value, Hit, nil
+		}
+		delete(c.entries, key) // expired: its memory is released now, whatever happens next
 	}
 	if f, ok := c.inflight[key]; ok {
 		c.stats.Shared++
@@ -127,12 +158,37 @@ func (c *OverviewCache[V]) Get(ctx context.Context, key string, compute func(con
 		case f.err != nil:
 			c.stats.Errors++
 		case gen == c.gen:
-			c.entries[key] = cacheEntry[V]{value: f.value, stored: c.now()}
+			c.store(key, f.value)
 		}
 		c.mu.Unlock()
 		close(f.done)
 	}()
 	return c.wait(ctx, f, Miss)
+}
+
+// store puts value under key within the bound; c.mu is held.
+func (c *OverviewCache[V]) store(key string, value V) {
+	now := c.now()
+	if len(c.entries) >= c.maxEntries || now.Sub(c.lastSweep) >= c.ttl {
+		for k, e := range c.entries {
+			if now.Sub(e.stored) >= c.ttl {
+				delete(c.entries, k)
+			}
+		}
+		c.lastSweep = now
+	}
+	_, replacing := c.entries[key]
+	for !replacing && len(c.entries) >= c.maxEntries {
+		oldest, at, found := "", now, false
+		for k, e := range c.entries {
+			if !found || e.stored.Before(at) || (e.stored.Equal(at) && k < oldest) {
+				oldest, at, found = k, e.stored, true
+			}
+		}
+		delete(c.entries, oldest)
+		c.stats.Evictions++
+	}
+	c.entries[key] = cacheEntry[V]{value: value, stored: now}
 }
 
 func (c *OverviewCache[V]) wait(ctx context.Context, f *flight[V], o Outcome) (V, Outcome, error) {

@@ -3,6 +3,7 @@ package summary_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -307,4 +308,71 @@ func TestNewCachePicksByDialect(t *testing.T) {
 			t.Errorf("ttl 0: %T, want *NoCache", off)
 		}
 	})
+}
+
+// TestCacheIsBoundedUnderDistinctKeys: overview keys come from query parameters a client
+// chooses, so the cache evicts expired entries and holds at most max_entries live ones. Before,
+// 30,000 distinct ?connector_id=…&limit=… keys left 30,000 entries (RSS doubled) until a
+// catalog write cleared them.
+func TestCacheIsBoundedUnderDistinctKeys(t *testing.T) {
+	clk := newSumClock(sumT0)
+	const ttl, maxEntries = 5 * time.Second, 1000
+	c := summary.NewOverviewCache[any](ttl, clk.Now).WithMaxEntries(maxEntries)
+	ctx := context.Background()
+	value := func(v any) func(context.Context) (any, error) {
+		return func(context.Context) (any, error) { return v, nil }
+	}
+	// 30,000 distinct keys within one TTL: the oldest are evicted, the newest stay.
+	for i := 0; i < 30000; i++ {
+		if _, _, err := c.Get(ctx, fmt.Sprintf("connector_id=c%d&limit=%d", i, 1+i%1000), value(i)); err != nil {
+			t.Fatal(err)
+		}
+		if i%1000 == 0 {
+			clk.Advance(time.Millisecond) // arrival order is age order
+		}
+	}
+	s := c.Stats()
+	if len(s.Entries) != maxEntries || s.MaxEntries != maxEntries || s.Evictions != 30000-maxEntries {
+		t.Fatalf("after 30,000 distinct keys: %d entries (max %d), %d evictions; want %d and %d",
+			len(s.Entries), s.MaxEntries, s.Evictions, maxEntries, 30000-maxEntries)
+	}
+	newest := "connector_id=c29999&limit=1000"
+	if v, ok := c.Peek(newest); !ok || v != 29999 {
+		t.Errorf("the newest key is gone: %v, %v", v, ok)
+	}
+	if _, ok := c.Peek("connector_id=c0&limit=1"); ok {
+		t.Error("the oldest key is still cached")
+	}
+	// A live key is still a hit, and replacing one does not evict another.
+	if _, o, _ := c.Get(ctx, newest, value("again")); o != summary.Hit {
+		t.Errorf("a live key answered %s, want hit", o)
+	}
+
+	// Once the TTL has passed, the next store sweeps every expired entry: memory is released
+	// without a catalog write, and the expired entries are not counted as evictions.
+	clk.Advance(ttl)
+	if _, o, _ := c.Get(ctx, "connector_id=fresh", value("f")); o != summary.Miss {
+		t.Fatalf("a new key answered %s", o)
+	}
+	s = c.Stats()
+	if len(s.Entries) != 1 || s.Entries[0].Key != "connector_id=fresh" || s.Evictions != 30000-maxEntries {
+		t.Errorf("after the TTL: %d entries (%v), %d evictions; want only the fresh one", len(s.Entries), s.Entries[:min(3, len(s.Entries))], s.Evictions)
+	}
+	// An expired entry asked for again is dropped and recomputed.
+	clk.Advance(ttl)
+	if v, o, _ := c.Get(ctx, "connector_id=fresh", value("f2")); o != summary.Miss || v != "f2" {
+		t.Errorf("an expired key = %v, %s; want a recomputed miss", v, o)
+	}
+	if s := c.Stats(); len(s.Entries) != 1 {
+		t.Errorf("%d entries after recomputing the only key", len(s.Entries))
+	}
+}
+
+// TestCacheDefaultMaxEntries: the default bound applies without configuration, and a bound
+// below 1 keeps it.
+func TestCacheDefaultMaxEntries(t *testing.T) {
+	c := summary.NewOverviewCache[any](time.Second, newSumClock(sumT0).Now)
+	if s := c.WithMaxEntries(0).Stats(); s.MaxEntries != summary.DefaultCacheMaxEntries || summary.DefaultCacheMaxEntries != 1000 {
+		t.Errorf("max entries = %d, want the default %d", s.MaxEntries, summary.DefaultCacheMaxEntries)
+	}
 }

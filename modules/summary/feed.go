@@ -105,24 +105,64 @@ func (f *Feed) Connection(ctx context.Context, id string) (*catalog.Entry, error
 	return f.catalog.Connection(ctx, id)
 }
 
-// Runs lists a connection's runs newest first, optionally only one status, at most limit. The
-// evidence applies the status filter before its limit (SPEC §4.3), so older runs of that status
-// are found behind newer runs of another.
-func (f *Feed) Runs(ctx context.Context, e *catalog.Entry, status string, limit int) ([]runs.Summary, error) {
-	evs, err := f.evidence.For(ctx, runs.Request{Entries: []catalog.Entry{*e}, History: limit, Status: status})
+// RunsQuery is a parsed GET /_ref/connections/{id}/runs query.
+type RunsQuery struct {
+	ConnectionID string
+	// Status, when set, keeps only runs of that derived status (one of runs.RunStatuses).
+	Status string
+	// Limit is the page size, 1..1000 (DefaultRunsLimit when not given).
+	Limit int
+	// After is the position the page continues after (from the cursor); nil for the first page.
+	After *runs.RunKey
+}
+
+// DefaultRunsLimit is the page size of the runs route without limit.
+const DefaultRunsLimit = 50
+
+// RunList is the body of GET /_ref/connections/{id}/runs: one keyset page of a connection's run
+// summaries in run order (last_at DESC, run_id DESC). NextCursor continues after the last run of
+// Items and is null exactly when HasMore is false.
+type RunList struct {
+	Object       string         `json:"object"`
+	ConnectionID string         `json:"connection_id"`
+	Items        []runs.Summary `json:"data"`
+	HasMore      bool           `json:"has_more"`
+	NextCursor   *string        `json:"next_cursor"`
+}
+
+// Runs lists one page of a connection's runs newest first, optionally only one status. The
+// evidence applies the status filter and the cursor's position before its limit (SPEC §4.3), so
+// older runs of that status are found behind newer runs of another. With the read model the pages
+// cover the connection's whole history; with the spine evidence they cover the run-page window
+// (the connector's runs.page_size most recent runs of that status): the last page of the window
+// answers has_more false even when older runs exist beyond it.
+func (f *Feed) Runs(ctx context.Context, e *catalog.Entry, q RunsQuery) (*RunList, error) {
+	if q.Limit <= 0 {
+		q.Limit = DefaultRunsLimit
+	}
+	// One more than the page: whether it exists is has_more.
+	evs, err := f.evidence.For(ctx, runs.Request{Entries: []catalog.Entry{*e}, History: q.Limit + 1, Status: q.Status, After: q.After})
 	if err != nil {
 		return nil, err
 	}
-	out := []runs.Summary{}
+	out := &RunList{Object: "list", ConnectionID: e.Connection.ConnectionID, Items: []runs.Summary{}}
 	if ev := evs[e.Connection.ConnectionID]; ev != nil {
-		out = append(out, ev.Runs[:min(len(ev.Runs), limit)]...)
+		out.Items = append(out.Items, ev.Runs[:min(len(ev.Runs), q.Limit)]...)
+		if len(ev.Runs) > q.Limit {
+			out.HasMore = true
+			c := EncodeRunsCursor(runs.KeyOf(&out.Items[len(out.Items)-1]), q)
+			out.NextCursor = &c
+		}
 	}
 	return out, nil
 }
 
 // Diagnostics is the body of GET /_ref/connections/{id}/diagnostics.
 type Diagnostics struct {
-	Object             string             `json:"object"`
+	Object string `json:"object"`
+	// ConnectionID is the connection diagnosed (Item is null for a draft or an unlisted
+	// connector's connection).
+	ConnectionID       string             `json:"connection_id"`
 	Item               *Item              `json:"item"`
 	ExpectedProfileKey string             `json:"expected_profile_key"`
 	PagesRead          []runs.PageKey     `json:"pages_read"`
@@ -140,7 +180,7 @@ func (f *Feed) Diagnostics(ctx context.Context, e *catalog.Entry) (*Diagnostics,
 	if err != nil {
 		return nil, err
 	}
-	d := &Diagnostics{Object: "connection_diagnostics", ExpectedProfileKey: catalog.ExpectedProfileKey(e.Connection, e.Connector),
+	d := &Diagnostics{Object: "connection_diagnostics", ConnectionID: e.Connection.ConnectionID, ExpectedProfileKey: catalog.ExpectedProfileKey(e.Connection, e.Connector),
 		PagesRead: res.Stats.Pages, Candidates: []runs.Candidate{}, Statements: res.Stats.Statements, Timings: res.Stats.StageMillis()}
 	if d.PagesRead == nil {
 		d.PagesRead = []runs.PageKey{}
@@ -241,4 +281,63 @@ func sameJSON(a, b Item) bool {
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
 	return string(ja) == string(jb)
+}
+
+// FleetHealth is the body of GET /_ref/fleet-health: how many visible connections (the
+// overview's rows) are in each health state and each status. Every state and every visible
+// status is a key, zero included, so a client reads counts without guessing keys.
+type FleetHealth struct {
+	Object string `json:"object"`
+	// ConnectorID is the connector filter; null for the whole fleet.
+	ConnectorID *string `json:"connector_id"`
+	// Evidence is where the health states came from, as the items' evidence: read_model, or
+	// shallow when the overview reads no runs (runs.evidence=spine), where every active
+	// connection is unknown/no_run_evidence.
+	Evidence    runs.EvidenceKind `json:"evidence"`
+	Connections int               `json:"connections"`
+	ByHealth    map[string]int    `json:"by_health"`
+	ByStatus    map[string]int    `json:"by_status"`
+	// Stats are the overview computation's (zero on a cache hit: no database work).
+	Stats Stats `json:"-"`
+}
+
+// visibleStatuses are the statuses a feed row can have (a draft is never a row).
+var visibleStatuses = []string{catalog.StatusActive, catalog.StatusPaused, catalog.StatusRevoked}
+
+// CountFleet counts items per health state and per status: the fleet counts of the API and the
+// console's header, one definition for both.
+func CountFleet(items []Item) (byHealth, byStatus map[string]int) {
+	byHealth, byStatus = make(map[string]int, len(HealthStates)), make(map[string]int, len(visibleStatuses))
+	for _, s := range HealthStates {
+		byHealth[s] = 0
+	}
+	for _, s := range visibleStatuses {
+		byStatus[s] = 0
+	}
+	for i := range items {
+		byHealth[items[i].Health.State]++
+		byStatus[items[i].Status]++
+	}
+	return byHealth, byStatus
+}
+
+// FleetHealth counts the visible connections (of one connector when connectorID is set) per
+// health state and status. It reads the overview of that filter through the overview cache and
+// its single flight, so a console or client that fetches both shares one projection, and costs
+// the overview's constant number of statements (none on a hit), whatever the number of
+// connections.
+func (f *Feed) FleetHealth(ctx context.Context, connectorID string) (*FleetHealth, Outcome, error) {
+	res, outcome, err := f.Read(ctx, FeedRequest{List: ListQuery{Pipeline: PipelineOverview, ConnectorID: connectorID}})
+	if err != nil {
+		return nil, outcome, err
+	}
+	fh := &FleetHealth{Object: "fleet_health", Evidence: f.projector.OverviewKind(), Connections: len(res.Items), Stats: res.Stats}
+	if connectorID != "" {
+		fh.ConnectorID = &connectorID
+	}
+	if outcome == Hit || outcome == Shared {
+		fh.Stats = Stats{}
+	}
+	fh.ByHealth, fh.ByStatus = CountFleet(res.Items)
+	return fh, outcome, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"connsum/modules/catalog"
 	"connsum/modules/httpx"
+	"connsum/modules/runs"
 	"connsum/modules/summary"
 )
 
@@ -149,6 +150,57 @@ func FuzzDecodeCursor(f *testing.F) {
 		swapped := enc[:j] + string(alphabet[(strings.IndexByte(alphabet, enc[j])+1+int(flip)%63)%64]) + enc[j+1:]
 		if key, ok := summary.DecodeCursor(swapped, q); ok {
 			t.Fatalf("a cursor with character %d altered decodes as %+v", j, key)
+		}
+	})
+}
+
+func FuzzParseRunsQuery(f *testing.F) {
+	key := runs.RunKey{LastAt: "2026-11-20T08:00:00.000Z", RunID: "run_1"}
+	cursor := summary.EncodeRunsCursor(key, summary.RunsQuery{ConnectionID: "cin_a"})
+	failed := summary.EncodeRunsCursor(key, summary.RunsQuery{ConnectionID: "cin_a", Status: "failed"})
+	for _, s := range []string{
+		"", "status=failed", "status=leased", "status=started", "status=", "status=a&status=a", "limit=1", "limit=1000",
+		"limit=0", "limit=1001", "limit=-1", "limit=1e2", "cursor=" + cursor, "cursor=" + cursor + "&limit=3",
+		"status=failed&cursor=" + failed, "cursor=" + failed, "status=failed&cursor=" + cursor, "cursor=" + cursor + "x",
+		"cursor=!!!", "bogus=1", "=1", "&&&", "_data=1",
+	} {
+		f.Add(s, "cin_a")
+	}
+	f.Fuzz(func(t *testing.T, raw, connection string) {
+		pairs := queryPairs(raw)
+		q, err := summary.ParseRunsQuery(connection, pairs)
+		if err != nil {
+			e, ok := httpx.As(err)
+			if !ok || e.Status != 400 || e.Code != "invalid_request" || e.Message == "" {
+				t.Fatalf("error %T %v: want a 400 *httpx.Error", err, err)
+			}
+			found := false
+			for _, kv := range pairs {
+				found = found || kv[0] == e.Field
+			}
+			if !found {
+				t.Fatalf("error names %q, which is not a parameter of %q", e.Field, raw)
+			}
+			return
+		}
+		if q.ConnectionID != connection || q.Limit < 1 || q.Limit > 1000 || (q.Status != "" && !runs.IsRunStatus(q.Status)) {
+			t.Fatalf("accepted %+v", q)
+		}
+		if q.After == nil {
+			return
+		}
+		// The position came from a cursor of this connection and filter, and nothing else opens it.
+		enc := summary.EncodeRunsCursor(*q.After, q)
+		if again, ok := summary.DecodeRunsCursor(enc, q); !ok || *again != *q.After {
+			t.Fatalf("cursor position %+v does not round-trip", *q.After)
+		}
+		other := q
+		other.ConnectionID += "x"
+		if _, ok := summary.DecodeRunsCursor(enc, other); ok {
+			t.Fatal("a runs cursor opened for another connection")
+		}
+		if _, ok := summary.DecodeCursor(enc, summary.ListQuery{Pipeline: summary.PipelineOverview}); ok {
+			t.Fatal("a runs cursor opened as an overview cursor")
 		}
 	})
 }

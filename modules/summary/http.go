@@ -11,6 +11,7 @@ import (
 
 	"connsum/modules/catalog"
 	"connsum/modules/httpx"
+	"connsum/modules/runs"
 )
 
 // Handlers serves the feed, the deep diagnostics routes and the admin routes over the Feed. This
@@ -29,6 +30,7 @@ func (h *Handlers) Routes() []httpx.Route {
 		{Method: fiber.MethodGet, Path: "/_ref/connectors", Access: httpx.Owner, Handler: h.serveFeed},
 		{Method: fiber.MethodGet, Path: "/_ref/connections/:id/runs", Access: httpx.Owner, Handler: h.runs},
 		{Method: fiber.MethodGet, Path: "/_ref/connections/:id/diagnostics", Access: httpx.Owner, Handler: h.diagnostics},
+		{Method: fiber.MethodGet, Path: "/_ref/fleet-health", Access: httpx.Owner, Handler: h.fleetHealth},
 		{Method: fiber.MethodGet, Path: "/admin/summary-cache", Access: httpx.Admin, Handler: h.cacheState},
 		{Method: fiber.MethodDelete, Path: "/admin/summary-cache", Access: httpx.Admin, Handler: h.cacheDrop},
 		{Method: fiber.MethodGet, Path: "/admin/connectors", Access: httpx.Admin, Handler: h.adminConnectors},
@@ -156,33 +158,91 @@ func (h *Handlers) connection(c *fiber.Ctx) (*catalog.Entry, error) {
 	return e, nil
 }
 
-// runs serves a connection's run summaries, newest first, within the evidence's window.
-func (h *Handlers) runs(c *fiber.Ctx) error {
-	status := c.Query("status")
-	if status != "" && !runStatuses[status] {
-		return httpx.Invalid("status", "must be one of succeeded, failed, cancelled, abandoned, in_progress, surface_failed, waiting_for_browser_surface, unknown")
+// uniqueArgs refuses a parameter that is not allowed or given twice, naming it.
+func uniqueArgs(args [][2]string, allowed map[string]bool) (map[string]string, error) {
+	vals := map[string]string{}
+	for _, kv := range args {
+		if !allowed[kv[0]] {
+			return nil, httpx.Invalid(kv[0], "unknown query parameter")
+		}
+		if _, ok := vals[kv[0]]; ok {
+			return nil, httpx.Invalid(kv[0], "must be given at most once")
+		}
+		vals[kv[0]] = kv[1]
 	}
-	limit := 50
-	if v := c.Query("limit"); v != "" {
+	return vals, nil
+}
+
+var runsParams = map[string]bool{"status": true, "limit": true, "cursor": true}
+
+// ParseRunsQuery validates the query of GET /_ref/connections/{connectionID}/runs. A cursor
+// must have been made for this connection and status filter (any limit may follow it).
+func ParseRunsQuery(connectionID string, args [][2]string) (RunsQuery, error) {
+	q := RunsQuery{ConnectionID: connectionID, Limit: DefaultRunsLimit}
+	vals, err := uniqueArgs(args, runsParams)
+	if err != nil {
+		return q, err
+	}
+	if v, ok := vals["status"]; ok {
+		if !runs.IsRunStatus(v) {
+			return q, httpx.Invalid("status", "must be one of %s", strings.Join(runs.RunStatuses(), ", "))
+		}
+		q.Status = v
+	}
+	if v, ok := vals["limit"]; ok {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 1000 {
-			return httpx.Invalid("limit", "must be an integer from 1 to 1000")
+			return q, httpx.Invalid("limit", "must be an integer from 1 to 1000")
 		}
-		limit = n
+		q.Limit = n
+	}
+	if v, ok := vals["cursor"]; ok {
+		key, ok := DecodeRunsCursor(v, q)
+		if !ok {
+			return q, httpx.Invalid("cursor", "is not a cursor of this connection's runs with this status filter")
+		}
+		q.After = key
+	}
+	return q, nil
+}
+
+// runs serves one keyset page of a connection's run summaries, newest first.
+func (h *Handlers) runs(c *fiber.Ctx) error {
+	q, err := ParseRunsQuery(c.Params("id"), queryArgs(c))
+	if err != nil {
+		return err
 	}
 	e, err := h.connection(c)
 	if err != nil {
 		return err
 	}
-	out, err := h.feed.Runs(c.UserContext(), e, status, limit)
+	out, err := h.feed.Runs(c.UserContext(), e, q)
 	if err != nil {
 		return err
 	}
-	return httpx.JSON(c, fiber.StatusOK, fiber.Map{"object": "list", "connection_id": e.Connection.ConnectionID, "data": out, "has_more": false, "next_cursor": nil})
+	return httpx.JSON(c, fiber.StatusOK, out)
 }
 
-var runStatuses = map[string]bool{"succeeded": true, "failed": true, "cancelled": true, "abandoned": true, "in_progress": true,
-	"surface_failed": true, "waiting_for_browser_surface": true, "unknown": true}
+var fleetParams = map[string]bool{"connector_id": true}
+
+// fleetHealth serves the fleet counts, from the overview through its cache.
+func (h *Handlers) fleetHealth(c *fiber.Ctx) error {
+	start := time.Now()
+	vals, err := uniqueArgs(queryArgs(c), fleetParams)
+	if err != nil {
+		return err
+	}
+	connectorID, filtered := vals["connector_id"]
+	if filtered && !catalog.ValidConnectorID(connectorID) {
+		return httpx.Invalid("connector_id", "must match ^[a-z0-9][a-z0-9._-]{0,127}$")
+	}
+	fh, outcome, err := h.feed.FleetHealth(c.UserContext(), connectorID)
+	if err != nil {
+		return err
+	}
+	setTimingHeaders(c, fh.Stats, outcome, time.Since(start))
+	return httpx.JSON(c, fiber.StatusOK, fh)
+}
 
 func (h *Handlers) diagnostics(c *fiber.Ctx) error {
 	e, err := h.connection(c)

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxtest"
 
+	"connsum/modules/apidoc/apidoctest"
 	"connsum/modules/bootstrap"
 	"connsum/modules/bootstrap/dbtest"
 	"connsum/modules/catalog"
@@ -119,9 +120,10 @@ func (r *feedResp) obj(t *testing.T) map[string]json.RawMessage {
 func (h *feedHTTP) call(method, path string, body any) *feedResp {
 	h.t.Helper()
 	var rd io.Reader = http.NoBody
+	var raw []byte
 	if body != nil {
-		raw, err := json.Marshal(body)
-		if err != nil {
+		var err error
+		if raw, err = json.Marshal(body); err != nil {
 			h.t.Fatal(err)
 		}
 		rd = bytes.NewReader(raw)
@@ -130,6 +132,7 @@ func (h *feedHTTP) call(method, path string, body any) *feedResp {
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	reqHeader := req.Header.Clone()
 	resp, err := h.app.Test(req, -1)
 	if err != nil {
 		h.t.Fatalf("%s %s: %v", method, path, err)
@@ -139,6 +142,9 @@ func (h *feedHTTP) call(method, path string, body any) *feedResp {
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	// Every exchange must match docs/openapi.yaml; the routes here are unguarded, so no token.
+	apidoctest.Verify(h.t, apidoctest.Exchange{Method: method, URL: path, RequestHeader: reqHeader, RequestBody: raw,
+		Status: resp.StatusCode, ResponseHeader: resp.Header, ResponseBody: out}, apidoctest.Options{NoCredentials: true})
 	return &feedResp{status: resp.StatusCode, header: resp.Header, body: out}
 }
 
@@ -292,6 +298,7 @@ func TestFeedHTTP(t *testing.T) {
 				t.Run("scoped read resolves connection and connector ids", func(t *testing.T) { seeded.with(t).checkScopedResolution() })
 				t.Run("keyset pages with cursors bound to their filter", func(t *testing.T) { seeded.with(t).checkPages() })
 				t.Run("bad queries are 400 errors naming the parameter", func(t *testing.T) { seeded.with(t).checkBadQueries() })
+				t.Run("runs and fleet-health refuse bad queries and foreign cursors", func(t *testing.T) { seeded.with(t).checkRunsBadQueries() })
 				t.Run("diagnostics show the evidence trail", func(t *testing.T) { seeded.with(t).checkDiagnostics(deepKind) })
 				t.Run("runs route lists only the connection's runs", func(t *testing.T) { seeded.with(t).checkRunsRoute() })
 				t.Run("admin cache routes and fresh overview", func(t *testing.T) { seeded.with(t).checkAdmin() })
@@ -464,9 +471,9 @@ func TestFeedHTTPWrites(t *testing.T) {
 					"occurred_at": time.Now().UTC().Format(time.RFC3339Nano), "run_id": "r_c", "connection_id": "cin_amz_c"}}}, 200)
 				r5, _, _ := h.feed("")
 				h.wantCache(r5, hit)
-				// Keyless and naming cin_amz_c explicitly: no evidence for cin_amz_a.
-				if got := h.candidates("cin_amz_a")["r_c"]; got != "false no_connection_evidence" {
-					t.Errorf("cin_amz_a candidate r_c = %q, want false no_connection_evidence", got)
+				// Keyless and naming cin_amz_c explicitly: a run naming another connection.
+				if got := h.candidates("cin_amz_a")["r_c"]; got != "false explicit_id_mismatch" {
+					t.Errorf("cin_amz_a candidate r_c = %q, want false explicit_id_mismatch", got)
 				}
 				h.do("PATCH", "/_ref/connections/cin_amz_c", map[string]any{"status": "draft"}, 200)
 				r6, _, afterPatch := h.feed("")

@@ -41,6 +41,32 @@ type Health struct {
 	Reason string `json:"reason"`
 }
 
+// The health states of SPEC §4.4; revoked and paused are the connection statuses of the same name.
+const (
+	HealthHealthy = "healthy"
+	HealthSyncing = "syncing"
+	HealthFailing = "failing"
+	HealthStale   = "stale"
+	HealthUnknown = "unknown"
+	HealthPaused  = catalog.StatusPaused
+	HealthRevoked = catalog.StatusRevoked
+)
+
+// HealthStates lists every health state, in the order of the rules that give them.
+var HealthStates = []string{HealthRevoked, HealthPaused, HealthSyncing, HealthFailing, HealthStale, HealthHealthy, HealthUnknown}
+
+// The health reasons that are not a run's failure_reason or a connection status.
+const (
+	ReasonRunInProgress      = "run_in_progress"
+	ReasonUnknownFailure     = "unknown_failure"
+	ReasonMaxStaleness       = "max_staleness_exceeded"
+	ReasonFresh              = "fresh"
+	ReasonLastRunSucceeded   = "last_run_succeeded"
+	ReasonNoRunEvidence      = "no_run_evidence"
+	ReasonLastRunNotTerminal = "last_run_not_terminal"
+	reasonConnectionPrefix   = "connection_" // connection_revoked, connection_paused
+)
+
 // Item is one connector_summary. Field order follows SPEC §2.3; every key is always present.
 type Item struct {
 	Object               string            `json:"object"`
@@ -115,7 +141,7 @@ func Project(in Input) Item {
 		it.LastRun, it.LastSuccessfulRun = ev.LastRun, ev.LastSuccessfulRun
 	}
 	it.Freshness = freshness(it.LastRun, it.LastSuccessfulRun, k.MaxStalenessSeconds(), in.Now)
-	it.Health = health(conn.Status, it.LastRun, it.Freshness)
+	it.Health = health(conn.Status, it.LastRun, it.Freshness, k.MaxStalenessSeconds())
 	return it
 }
 
@@ -144,22 +170,32 @@ func freshness(last, success *runs.Summary, maxStaleness int64, now time.Time) F
 	return f
 }
 
-func health(status string, last *runs.Summary, f Freshness) Health {
+// health applies the rules of SPEC §4.4 in order. maxStaleness is the connector's
+// maximum_staleness_seconds: without a positive one a succeeded last run has nothing to be
+// judged stale by, and is healthy for having succeeded.
+func health(status string, last *runs.Summary, f Freshness, maxStaleness int64) Health {
 	switch {
 	case status == catalog.StatusRevoked || status == catalog.StatusPaused:
-		return Health{State: status, Reason: "connection_" + status}
+		return Health{State: status, Reason: reasonConnectionPrefix + status}
 	case last != nil && last.Status == runs.StatusInProgress:
-		return Health{State: "syncing", Reason: "run_in_progress"}
+		return Health{State: HealthSyncing, Reason: ReasonRunInProgress}
 	case f.Status == "stale" && last != nil && failedStatuses[last.Status] && (f.CapturedAt == "" || last.LastAt >= f.CapturedAt):
-		reason := "unknown_failure"
+		reason := ReasonUnknownFailure
 		if last.FailureReason != nil && *last.FailureReason != "" {
 			reason = *last.FailureReason
 		}
-		return Health{State: "failing", Reason: reason}
+		return Health{State: HealthFailing, Reason: reason}
 	case f.Status == "stale":
-		return Health{State: "stale", Reason: "max_staleness_exceeded"}
+		return Health{State: HealthStale, Reason: ReasonMaxStaleness}
 	case f.Status == "current":
-		return Health{State: "healthy", Reason: "fresh"}
+		return Health{State: HealthHealthy, Reason: ReasonFresh}
+	case last != nil && last.Status == runs.StatusSucceeded && maxStaleness <= 0:
+		return Health{State: HealthHealthy, Reason: ReasonLastRunSucceeded}
+	case last == nil:
+		// Not looked up (a shallow overview) or none found.
+		return Health{State: HealthUnknown, Reason: ReasonNoRunEvidence}
 	}
-	return Health{State: "unknown", Reason: "no_run_evidence"}
+	// A last run that is neither terminal nor in progress (waiting_for_browser_surface, leased,
+	// unknown, …), with no success recent enough to call the connection current.
+	return Health{State: HealthUnknown, Reason: ReasonLastRunNotTerminal}
 }

@@ -33,7 +33,11 @@ func itemEntry(status, manifest string) catalog.Entry {
 	}
 }
 
-const dayPolicy = `{"display_name":"Shop","capabilities":{"refresh_policy":{"maximum_staleness_seconds":86400}}}`
+const (
+	dayPolicy  = `{"display_name":"Shop","capabilities":{"refresh_policy":{"maximum_staleness_seconds":86400}}}`
+	noPolicy   = `{"display_name":"Shop"}`
+	zeroPolicy = `{"display_name":"Shop","capabilities":{"refresh_policy":{"maximum_staleness_seconds":0}}}`
+)
 
 func itemRun(id, status string, ago time.Duration, reason string) *runs.Summary {
 	at := itemNow.Add(-ago).Format(bootstrap.TimeFormat)
@@ -81,9 +85,8 @@ func TestProjectFreshnessAndHealth(t *testing.T) {
 			"current", "syncing", "run_in_progress"},
 		{"waiting for a surface", deepInput(catalog.StatusActive, dayPolicy, itemRun("r_w", "waiting_for_browser_surface", time.Minute, ""), ok1h),
 			"current", "healthy", "fresh"},
-		{"no refresh policy", deepInput(catalog.StatusActive, `{"display_name":"Shop"}`, ok1h, ok1h), "unknown", "unknown", ""},
-		{"zero staleness", deepInput(catalog.StatusActive, `{"display_name":"Shop","capabilities":{"refresh_policy":{"maximum_staleness_seconds":0}}}`, ok1h, ok1h),
-			"unknown", "unknown", ""},
+		{"no refresh policy", deepInput(catalog.StatusActive, noPolicy, ok1h, ok1h), "unknown", "healthy", "last_run_succeeded"},
+		{"zero staleness", deepInput(catalog.StatusActive, zeroPolicy, ok1h, ok1h), "unknown", "healthy", "last_run_succeeded"},
 		{"revoked beats failing", deepInput(catalog.StatusRevoked, dayPolicy, itemRun("r_f", runs.StatusFailed, time.Minute, "x"), ok1h), "stale", "revoked", ""},
 		{"paused beats syncing", deepInput(catalog.StatusPaused, dayPolicy, itemRun("r_p", runs.StatusInProgress, time.Minute, ""), ok1h), "current", "paused", ""},
 	}
@@ -151,5 +154,47 @@ func TestProjectEvidenceAndRetained(t *testing.T) {
 	// Project is pure: the same input gives the same item.
 	if mustJSON(t, summary.Project(in)) != mustJSON(t, it) {
 		t.Error("Project is not deterministic")
+	}
+}
+
+// TestHealthRulesOfSpec44 checks each health rule of SPEC §4.4 that decides between healthy and
+// unknown: a succeeded last run without a positive maximum_staleness_seconds is healthy
+// (last_run_succeeded); no_run_evidence only without a last run (not looked up, or none found);
+// a last run neither terminal nor in progress is unknown (last_run_not_terminal). The rules
+// before them (revoked/paused, syncing, failing, stale, fresh) still win.
+func TestHealthRulesOfSpec44(t *testing.T) {
+	ok1h := itemRun("r_ok", runs.StatusSucceeded, time.Hour, "")
+	ok3d := itemRun("r_ok_old", runs.StatusSucceeded, 72*time.Hour, "")
+	waiting := itemRun("r_w", runs.StatusWaitingForSurface, time.Minute, "")
+	cases := []struct {
+		name          string
+		in            summary.Input
+		state, reason string
+	}{
+		{"succeeded, no refresh policy", deepInput(catalog.StatusActive, noPolicy, ok1h, ok1h), "healthy", "last_run_succeeded"},
+		{"succeeded, zero staleness", deepInput(catalog.StatusActive, zeroPolicy, ok1h, ok1h), "healthy", "last_run_succeeded"},
+		{"succeeded long ago, no refresh policy: nothing to judge its age by", deepInput(catalog.StatusActive, noPolicy, ok3d, ok3d), "healthy", "last_run_succeeded"},
+		{"succeeded long ago, with a policy", deepInput(catalog.StatusActive, dayPolicy, ok3d, ok3d), "stale", "max_staleness_exceeded"},
+		{"succeeded recently, with a policy", deepInput(catalog.StatusActive, dayPolicy, ok1h, ok1h), "healthy", "fresh"},
+		{"failed after a success, no policy", deepInput(catalog.StatusActive, noPolicy, itemRun("r_f", runs.StatusFailed, time.Minute, "login_required"), ok1h),
+			"failing", "login_required"},
+		{"in progress, no policy", deepInput(catalog.StatusActive, noPolicy, itemRun("r_p", runs.StatusInProgress, time.Minute, ""), ok1h), "syncing", "run_in_progress"},
+		{"succeeded, no policy, paused", deepInput(catalog.StatusPaused, noPolicy, ok1h, ok1h), "paused", "connection_paused"},
+		{"succeeded, no policy, revoked", deepInput(catalog.StatusRevoked, noPolicy, ok1h, ok1h), "revoked", "connection_revoked"},
+		{"shallow: not looked up", summary.Input{Entry: itemEntry(catalog.StatusActive, noPolicy), Now: itemNow}, "unknown", "no_run_evidence"},
+		{"deep, no run found", deepInput(catalog.StatusActive, noPolicy, nil, nil), "unknown", "no_run_evidence"},
+		{"deep, no run found, with a policy", deepInput(catalog.StatusActive, dayPolicy, nil, nil), "unknown", "no_run_evidence"},
+		{"waiting for a surface, never succeeded", deepInput(catalog.StatusActive, dayPolicy, waiting, nil), "unknown", "last_run_not_terminal"},
+		{"waiting for a surface after a success, no policy", deepInput(catalog.StatusActive, noPolicy, waiting, ok1h), "unknown", "last_run_not_terminal"},
+		{"waiting for a surface after an old success, with a policy", deepInput(catalog.StatusActive, dayPolicy, waiting, ok3d), "stale", "max_staleness_exceeded"},
+		{"waiting for a surface after a recent success, with a policy", deepInput(catalog.StatusActive, dayPolicy, waiting, ok1h), "healthy", "fresh"},
+		{"leased, no policy", deepInput(catalog.StatusActive, noPolicy, itemRun("r_l", runs.StatusLeased, time.Minute, ""), nil), "unknown", "last_run_not_terminal"},
+		{"rejected, no policy", deepInput(catalog.StatusActive, noPolicy, itemRun("r_r", runs.StatusRejected, time.Minute, "quota"), nil), "unknown", "last_run_not_terminal"},
+		{"status unknown", deepInput(catalog.StatusActive, noPolicy, itemRun("r_u", runs.StatusUnknown, time.Minute, ""), nil), "unknown", "last_run_not_terminal"},
+	}
+	for _, c := range cases {
+		if h := summary.Project(c.in).Health; h.State != c.state || h.Reason != c.reason {
+			t.Errorf("%s: health %s/%s, want %s/%s", c.name, h.State, h.Reason, c.state, c.reason)
+		}
 	}
 }

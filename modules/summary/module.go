@@ -15,6 +15,9 @@ import (
 type Options struct {
 	CacheTTL    time.Duration // summary.cache.ttl; 0 disables
 	CacheSQLite bool          // summary.cache.sqlite: enable on SQLite too
+	// CacheMaxEntries is summary.cache.max_entries, the most entries the cache holds (0:
+	// DefaultCacheMaxEntries).
+	CacheMaxEntries int
 	// ComputeTimeout bounds a cached computation, which runs detached from the request that
 	// started it (db.request_timeout): a computation stuck on a database that stopped answering
 	// must not keep every later request of its key waiting after the database is back.
@@ -29,7 +32,7 @@ func NewCache(o Options, db *bun.DB, now bootstrap.Clock) ResultCache {
 	case bootstrap.DialectOf(db) == bootstrap.SQLite && !o.CacheSQLite:
 		return NewNoCache[*Result]("off on SQLite by default (set summary.cache.sqlite: true to enable)")
 	}
-	c := NewOverviewCache[*Result](o.CacheTTL, now)
+	c := NewOverviewCache[*Result](o.CacheTTL, now).WithMaxEntries(o.CacheMaxEntries)
 	if o.ComputeTimeout > 0 {
 		c.timeout = o.ComputeTimeout
 	}

@@ -61,35 +61,73 @@ var cursorEncoding = base64.RawURLEncoding.Strict()
 // 400 instead of a page that silently starts somewhere else.
 const cursorSumLen = 8
 
-func cursorSum(payload []byte) []byte {
+// The checksum domains of the cursors: an overview cursor never opens as a runs cursor.
+const (
+	overviewCursorDomain = "connsum.cursor.v1\n"
+	runsCursorDomain     = "connsum.runs-cursor.v1\n"
+)
+
+func cursorSum(domain string, payload []byte) []byte {
 	h := sha256.New()
-	h.Write([]byte("connsum.cursor.v1\n"))
+	h.Write([]byte(domain))
 	h.Write(payload)
 	return h.Sum(nil)[:cursorSumLen]
 }
 
+// sealCursor makes an opaque cursor of a JSON payload: strict base64url of the payload and its
+// checksum. Every keyset cursor of the service (the overview's, a connection's runs) is one.
+func sealCursor(domain string, v any) string {
+	b, _ := json.Marshal(v)
+	return cursorEncoding.EncodeToString(append(b, cursorSum(domain, b)...))
+}
+
+// openCursor decodes a cursor made by sealCursor with the same domain, unaltered, into v.
+func openCursor(domain, s string, v any) bool {
+	if len(s) > 4096 {
+		return false
+	}
+	raw, err := cursorEncoding.DecodeString(s)
+	if err != nil || len(raw) <= cursorSumLen {
+		return false
+	}
+	payload, sum := raw[:len(raw)-cursorSumLen], raw[len(raw)-cursorSumLen:]
+	return bytes.Equal(sum, cursorSum(domain, payload)) && json.Unmarshal(payload, v) == nil
+}
+
 // EncodeCursor makes the cursor that continues after key.
 func EncodeCursor(key catalog.Key, q ListQuery) string {
-	b, _ := json.Marshal(cursor{Key: key, ConnectorID: q.ConnectorID, Pipeline: q.Pipeline})
-	return cursorEncoding.EncodeToString(append(b, cursorSum(b)...))
+	return sealCursor(overviewCursorDomain, cursor{Key: key, ConnectorID: q.ConnectorID, Pipeline: q.Pipeline})
 }
 
 // DecodeCursor checks that s was made by EncodeCursor, unaltered, for the same filter.
 func DecodeCursor(s string, q ListQuery) (*catalog.Key, bool) {
-	if len(s) > 4096 {
-		return nil, false
-	}
-	raw, err := cursorEncoding.DecodeString(s)
-	if err != nil || len(raw) <= cursorSumLen {
-		return nil, false
-	}
-	payload, sum := raw[:len(raw)-cursorSumLen], raw[len(raw)-cursorSumLen:]
-	if !bytes.Equal(sum, cursorSum(payload)) {
-		return nil, false
-	}
 	var c cursor
-	if json.Unmarshal(payload, &c) != nil || c.ConnectorID != q.ConnectorID || c.Pipeline != q.Pipeline ||
+	if !openCursor(overviewCursorDomain, s, &c) || c.ConnectorID != q.ConnectorID || c.Pipeline != q.Pipeline ||
 		c.Key.ConnectorID == "" || c.Key.ConnectionID == "" || c.Key.CreatedAt == "" {
+		return nil, false
+	}
+	return &c.Key, true
+}
+
+// runsCursor is the keyset cursor of a connection's run list; it remembers the connection and
+// the status filter it was made for.
+type runsCursor struct {
+	Key          runs.RunKey `json:"k"`
+	ConnectionID string      `json:"c"`
+	Status       string      `json:"s"`
+}
+
+// EncodeRunsCursor makes the cursor of GET /_ref/connections/{id}/runs that continues after key.
+func EncodeRunsCursor(key runs.RunKey, q RunsQuery) string {
+	return sealCursor(runsCursorDomain, runsCursor{Key: key, ConnectionID: q.ConnectionID, Status: q.Status})
+}
+
+// DecodeRunsCursor checks that s was made by EncodeRunsCursor, unaltered, for the same
+// connection and status filter.
+func DecodeRunsCursor(s string, q RunsQuery) (*runs.RunKey, bool) {
+	var c runsCursor
+	if !openCursor(runsCursorDomain, s, &c) || c.ConnectionID != q.ConnectionID || c.Status != q.Status ||
+		c.Key.LastAt == "" || c.Key.RunID == "" {
 		return nil, false
 	}
 	return &c.Key, true
@@ -131,6 +169,9 @@ type Projector struct {
 func NewProjector(c catalog.Reader, r retained.Snapshot, deep, overview runs.Evidence, now bootstrap.Clock) *Projector {
 	return &Projector{catalog: c, retained: r, deep: deep, overview: overview, now: now}
 }
+
+// OverviewKind is the evidence kind of the overview's items.
+func (p *Projector) OverviewKind() runs.EvidenceKind { return p.overview.Kind() }
 
 // List computes the overview (shallow) or the deep full list.
 func (p *Projector) List(ctx context.Context, q ListQuery) (*Result, error) {

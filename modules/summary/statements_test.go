@@ -12,6 +12,7 @@ import (
 	"connsum/modules/bootstrap"
 	"connsum/modules/bootstrap/dbtest"
 	"connsum/modules/catalog"
+	"connsum/modules/metrics"
 	"connsum/modules/retained"
 	"connsum/modules/runs"
 	"connsum/modules/summary"
@@ -242,4 +243,86 @@ func TestScopedReadNeverLoadsTheGlobalRetainedSnapshot(t *testing.T) {
 			t.Errorf("overview read retained %d times (All %v, ForConnection %v), want once", len(spy.all)+len(spy.one), spy.all, spy.one)
 		}
 	})
+}
+
+// TestFleetHealthStatementsAreConstant: the fleet counts cost the overview's statements,
+// whatever the number of connections (SPEC §7), with either evidence, and none on a cache hit.
+func TestFleetHealthStatementsAreConstant(t *testing.T) {
+	for _, evidence := range []string{"spine", "read_model"} {
+		t.Run(evidence, func(t *testing.T) {
+			dbtest.Engines(t, func(t *testing.T, db *bun.DB) {
+				f := newSumFixture(t, db)
+				f.connector("amazon", amazonManifest)
+				f.connector("gmail", `{"display_name":"Gmail"}`)
+				grow := func(from, to int) {
+					for i := from; i < to; i++ {
+						connector, status := "amazon", catalog.StatusActive
+						if i%2 == 1 {
+							connector = "gmail"
+						}
+						if i%7 == 0 {
+							status = catalog.StatusPaused
+						}
+						id := fmt.Sprintf("cin_%03d", i)
+						f.connection(connector, id, status)
+						if i%5 == 0 {
+							f.add(sumRun(connector, "run_"+id, "", time.Duration(i)*time.Minute, "run.completed", sumEv{"connection_id": id})...)
+						}
+					}
+				}
+				var overview runs.Evidence = runs.Shallow{}
+				deep := runs.Evidence(runs.NewSpineEvidence(runs.NewPageSource(db, runs.Options{}, f.clock.Now)))
+				if evidence == "read_model" {
+					rm := runs.NewReadModelEvidence(runs.NewReadModel(db, runs.Options{}, f.clock.Now))
+					overview, deep = rm, rm
+				}
+				reg, err := metrics.New()
+				if err != nil {
+					t.Fatal(err)
+				}
+				m, err := summary.NewFeedMetrics(reg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				p := summary.NewProjector(f.cat, f.ret, deep, overview, f.clock.Now)
+				count := func(feed *summary.Feed) (*summary.FleetHealth, int) {
+					t.Helper()
+					var c bootstrap.StatementCounter
+					fh, _, err := feed.FleetHealth(bootstrap.WithStatementCounter(context.Background(), &c), "")
+					if err != nil {
+						t.Fatal(err)
+					}
+					return fh, c.Count()
+				}
+				feed := summary.NewFeed(p, summary.NewNoCache[*summary.Result]("test"), f.cat, deep, m)
+				grow(0, 5)
+				small, nSmall := count(feed)
+				grow(5, 200)
+				large, nLarge := count(feed)
+				if small.Connections != 5 || large.Connections != 200 {
+					t.Fatalf("connections: %d and %d, want 5 and 200", small.Connections, large.Connections)
+				}
+				if nSmall != nLarge || nLarge == 0 || nLarge > 6 {
+					t.Errorf("fleet-health statements: %d for 5 connections, %d for 200: want the same, at most 6", nSmall, nLarge)
+				}
+				if large.Stats.Statements != nLarge {
+					t.Errorf("Stats.Statements = %d, the hook counted %d", large.Stats.Statements, nLarge)
+				}
+				if want := 200 / 7; large.ByStatus[catalog.StatusPaused] != want+1 || large.ByHealth["paused"] != want+1 {
+					t.Errorf("paused: by_status %d by_health %d, want %d", large.ByStatus[catalog.StatusPaused], large.ByHealth["paused"], want+1)
+				}
+				if evidence == "read_model" && large.ByHealth["healthy"] == 0 {
+					t.Errorf("read model fleet counts have no healthy connection: %v", large.ByHealth)
+				}
+				// Through a cache: the first read computes the overview, the second costs nothing.
+				cached := summary.NewFeed(p, summary.NewOverviewCache[*summary.Result](time.Hour, f.clock.Now), f.cat, deep, m)
+				if _, n := count(cached); n != nLarge {
+					t.Errorf("first cached fleet-health: %d statements, want %d", n, nLarge)
+				}
+				if fh, n := count(cached); n != 0 || fh.Stats.Statements != 0 {
+					t.Errorf("fleet-health on a cache hit: %d statements (stats %d), want 0", n, fh.Stats.Statements)
+				}
+			})
+		})
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -43,6 +44,8 @@ var (
 		options: " TEMPLATE template0 ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"}
 	seq     atomic.Int64
 	createM sync.Mutex
+	// pgSkipOnce makes the skip loud once per test process (package), not once per test.
+	pgSkipOnce sync.Once
 )
 
 // PGAdminDSN returns the DSN of the PostgreSQL server used by tests.
@@ -166,6 +169,9 @@ func cloneURL(t *testing.T, tpl *template) string {
 		if os.Getenv("CONNSUM_REQUIRE_PG") == "1" {
 			t.Fatalf("PostgreSQL required (CONNSUM_REQUIRE_PG=1) but unavailable: %v", tpl.err)
 		}
+		pgSkipOnce.Do(func() {
+			Loudly(fmt.Sprintf("!!! %s: PostgreSQL UNAVAILABLE (%v): the PostgreSQL half of its tests is SKIPPED (set CONNSUM_TEST_PG_DSN; CONNSUM_REQUIRE_PG=1 fails instead)", packageName(), tpl.err))
+		})
 		t.Skipf("!!! PostgreSQL UNAVAILABLE, PostgreSQL half SKIPPED: %v (set CONNSUM_TEST_PG_DSN)", tpl.err)
 	}
 	name := fmt.Sprintf("connsum_t_%d_%d_%d", os.Getpid(), time.Now().UnixNano()%1e6, seq.Add(1))
@@ -244,4 +250,58 @@ func pidAlive(dbName string) bool {
 	}
 	_, err := os.Stat(fmt.Sprintf("/proc/%d", pid))
 	return err == nil
+}
+
+// Loudly prints line where a person running `go test ./...` sees it even without -v: go test
+// drops a passing package's output unless -v (a line from TestMain to stderr is dropped too), so
+// without -v the line goes to the go command's own standard error (the test binary's parent) when
+// that is a terminal, a pipe or a file opened for appending, else to ours. For skips that must not
+// pass unnoticed (a whole half of the suite).
+func Loudly(line string) {
+	w := os.Stderr
+	if !testing.Verbose() {
+		parent := fmt.Sprintf("/proc/%d/fd/2", os.Getppid())
+		if f, err := os.OpenFile(parent, os.O_WRONLY|os.O_APPEND, 0); err == nil {
+			defer f.Close()
+			a, b := statOf(f), statOf(os.Stderr)
+			same := a != nil && b != nil && os.SameFile(a, b)
+			// A file the go command writes without O_APPEND (`go test > log`) would have this
+			// line overwritten by its next write: leave such a file alone.
+			if !same && a != nil && (!a.Mode().IsRegular() || appending(fmt.Sprintf("/proc/%d/fdinfo/2", os.Getppid()))) {
+				w = f
+			}
+		}
+	}
+	fmt.Fprintln(w, line)
+}
+
+// appending reports whether the descriptor that fdinfo describes was opened with O_APPEND.
+func appending(fdinfo string) bool {
+	raw, err := os.ReadFile(fdinfo)
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(l, "flags:"); ok {
+			flags, err := strconv.ParseUint(strings.TrimSpace(v), 8, 64)
+			return err == nil && flags&uint64(os.O_APPEND) != 0
+		}
+	}
+	return false
+}
+
+func statOf(f *os.File) os.FileInfo {
+	st, err := f.Stat()
+	if err != nil {
+		return nil
+	}
+	return st
+}
+
+// packageName names the package under test (its directory) for loud lines.
+func packageName() string {
+	if wd, err := os.Getwd(); err == nil {
+		return filepath.Base(wd)
+	}
+	return filepath.Base(os.Args[0])
 }

@@ -1,0 +1,73 @@
+package httpx
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// FuzzParseObject checks the decoder every body goes through: a refusal is a 400 naming a field
+// under the path; an accepted object is valid UTF-8 JSON none of whose strings (keys included,
+// at any depth) holds U+0000 or a character that decoding replaced with U+FFFD (a lone
+// surrogate escape), and fieldAt names some field of any input without looping or panicking.
+func FuzzParseObject(f *testing.F) {
+	for _, s := range []string{
+		`{"a":"x"}`, `{"a":"\u0000"}`, `{"a":{"b":["\ud800"]}}`, `{"a":"\ud83d\ude00"}`, `{"a":"\\u0000"}`,
+		`{"k\udc00":1}`, `{"a":"\\\ud800"}`, `{"a":"\uDBFF\uDFFF"}`, `{"a":"\ud800\u0041"}`, "{\"a\":\"\xff\"}",
+		`{"a":1}}`, `[]`, `{"a":[{"b":{"c":"\u0000"}}]}`, `{"a":"é\u00e9\n\t\"\/\\"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		for off := 0; off <= len(raw) && off < 64; off++ {
+			fieldAt(raw, off, "p")
+		}
+		o, err := ParseObject(raw, "events[1]")
+		if err != nil {
+			e, ok := As(err)
+			if !ok || e.Status != 400 || e.Code != "invalid_request" || e.Message == "" || !strings.HasPrefix(e.Field, "events[1]") {
+				t.Fatalf("refusal %T %v: want a 400 naming a field under events[1]", err, err)
+			}
+			return
+		}
+		if o == nil || !utf8.Valid(raw) || !json.Valid(raw) {
+			t.Fatalf("accepted %q", raw)
+		}
+		spelt := strings.Count(string(raw), "\uFFFD") + strings.Count(strings.ToLower(string(raw)), `\ufffd`)
+		decoded := 0
+		var walk func(v any)
+		check := func(s string) {
+			if strings.ContainsRune(s, 0) {
+				t.Fatalf("accepted a string with NUL in %q", raw)
+			}
+			decoded += strings.Count(s, "\uFFFD")
+		}
+		walk = func(v any) {
+			switch x := v.(type) {
+			case string:
+				check(x)
+			case []any:
+				for _, el := range x {
+					walk(el)
+				}
+			case map[string]any:
+				for k, el := range x {
+					check(k)
+					walk(el)
+				}
+			}
+		}
+		var v any
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber() // 1e700 is valid JSON, beyond a float64
+		if err := dec.Decode(&v); err != nil {
+			t.Fatalf("accepted %q: %v", raw, err)
+		}
+		walk(v)
+		if decoded > spelt {
+			t.Fatalf("accepted %q, in which decoding replaced %d characters with U+FFFD", raw, decoded-spelt)
+		}
+	})
+}
