@@ -15,6 +15,7 @@ import (
 	"connsum/modules/bootstrap"
 	"connsum/modules/catalog"
 	"connsum/modules/console"
+	"connsum/modules/health"
 	"connsum/modules/httpx"
 	"connsum/modules/metrics"
 	"connsum/modules/retained"
@@ -33,6 +34,8 @@ func Modules(cfg *Config, tokens Tokens, log *slog.Logger) fx.Option {
 		fx.Supply(bootstrap.Options{URL: cfg.DBURL, AutoMigrate: cfg.DBAutoMigrate, Pool: poolOptions(cfg)}),
 		fx.Supply(runs.Options{PageSize: cfg.RunsPageSize, StaleAfter: cfg.RunsStaleAfter, MaxBatchEvents: cfg.IngestMaxEvents, Evidence: runs.Source(cfg.RunsEvidence)}),
 		bootstrap.Module,
+		fx.Supply(health.Options{FaultHold: health.DefaultFaultHold}),
+		health.Module,
 		metrics.Module,
 		catalog.Module,
 		runs.Module,

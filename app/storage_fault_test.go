@@ -12,6 +12,7 @@ import (
 
 	"connsum/modules/bootstrap"
 	"connsum/modules/bootstrap/dbtest"
+	"connsum/modules/health"
 )
 
 // singleConnection runs the service with a pool of one connection, so a setting the test makes
@@ -91,7 +92,7 @@ func TestSQLiteDiskFullAnswers503AndDegradesReadiness(t *testing.T) {
 // and recovers by itself, with no client write, once the database takes writes again.
 func TestSQLiteReadOnlyDegradesUntilAProbeWrites(t *testing.T) {
 	h := startAppWith(t, dbtest.SQLiteURL(t), Tokens{Owner: testOwnerToken}, singleConnection,
-		fx.Decorate(func(o bootstrap.Options) bootstrap.Options { o.FaultHold = time.Nanosecond; return o }))
+		fx.Decorate(func(o health.Options) health.Options { o.FaultHold = time.Nanosecond; return o }))
 	fx := seedValidationFixture(t, h)
 	execSQL(t, h, "PRAGMA query_only = 1")
 	before := h.state()

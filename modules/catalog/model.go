@@ -10,7 +10,7 @@ import (
 	"errors"
 	"strings"
 
-	"connsum/modules/httpx"
+	"connsum/modules/jsonx"
 )
 
 // Sentinel errors of the catalog.
@@ -68,13 +68,13 @@ func (c *Connector) DecodeManifest() {
 	// Keys are matched exactly, as ParseManifest matches them (encoding/json's struct decoding
 	// would also take "Streams" or "CAPABILITIES"). The manifest was validated when stored.
 	c.streams = []string{}
-	o, err := httpx.ParseStoredObject(c.Manifest)
+	o, err := jsonx.ParseStoredObject(c.Manifest)
 	if err != nil {
 		return
 	}
 	if streams, _, _ := o.Array("streams"); streams != nil {
 		for _, raw := range streams {
-			if so, err := httpx.ParseStoredObject(raw); err == nil {
+			if so, err := jsonx.ParseStoredObject(raw); err == nil {
 				if name, ok, _ := so.String("name"); ok {
 					c.streams = append(c.streams, name)
 				}
@@ -83,7 +83,7 @@ func (c *Connector) DecodeManifest() {
 	}
 	if caps, ok, _ := o.Object("capabilities"); ok {
 		if rp, ok := caps.Raw("refresh_policy"); ok {
-			if rpo, err := httpx.ParseStoredObject(rp); err == nil {
+			if rpo, err := jsonx.ParseStoredObject(rp); err == nil {
 				c.refreshPolicy = rp
 				if n, ok, _ := rpo.NonNegativeInt("maximum_staleness_seconds", false); ok {
 					c.maxStaleness = n

@@ -259,20 +259,6 @@ func TestNULAndLoneSurrogatesAreRefusedNamingTheField(t *testing.T) {
 	wantInvalid(t, err, "a.b[1]")
 }
 
-// TestFieldAtStopsOnMalformedInput: fieldAt words refusals of texts that may be malformed past
-// the offset (invalid UTF-8 is found before JSON validity); it must neither loop nor panic.
-func TestFieldAtStopsOnMalformedInput(t *testing.T) {
-	for _, raw := range []string{``, `{`, `[`, `{"a"`, `{"a":`, `{"a":[1,`, `[}`, `{"a":1}}`, `[[[[`, `{"a":[}]}`, `"`, `{"`, `{"a":"\`, `[,,,]`, `{,}`} {
-		for off := 0; off <= len(raw); off++ {
-			fieldAt([]byte(raw), off, "p")
-		}
-	}
-	deep := strings.Repeat(`{"a":`, 10000) + `"\u0000"` + strings.Repeat(`}`, 10000)
-	if f, _ := fieldAt([]byte(deep), strings.Index(deep, `\u`), ""); strings.Count(f, "a") != maxFieldDepth {
-		t.Errorf("a 10000-level path is named with %d levels, want %d", strings.Count(f, "a"), maxFieldDepth)
-	}
-}
-
 // TestUnknownFieldsSuggestTheKnownOne: a misspelt field is named ahead of the required field it
 // leaves missing, with the closest known key; a key that resembles nothing gets no suggestion.
 // Before, {"occured_at": …} said "occurred_at is required".

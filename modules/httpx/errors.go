@@ -1,6 +1,7 @@
 // Package httpx holds what every module's HTTP surface shares: the route declaration that the
-// app registers behind the right guard, the JSON error type, and a strict JSON object reader
-// that names the offending field.
+// app registers behind the right guard, the JSON error type, and the request-body reader: the
+// strict JSON object reader of package jsonx, whose refusals become 400s naming the offending
+// field.
 package httpx
 
 import (
