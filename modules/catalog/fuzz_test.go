@@ -11,6 +11,7 @@ import (
 
 	"connsum/modules/catalog"
 	"connsum/modules/httpx"
+	"connsum/modules/jsonx/jsonxtest"
 )
 
 // The grammar of SPEC §1.1-1.2, restated so the parser is checked against the spec.
@@ -37,47 +38,6 @@ func requireDisplayName(t *testing.T, name string) {
 	t.Helper()
 	if strings.TrimSpace(name) == "" || len(name) > 200 || !utf8.ValidString(name) {
 		t.Fatalf("accepted display_name %q", name)
-	}
-}
-
-// requireTextAsSent fails when an accepted JSON text holds a string (key or value, at any
-// depth) with U+0000, or one in which decoding replaced something with U+FFFD (a lone
-// surrogate escape): SPEC §2, never silently replaced. U+FFFD the text spells itself is fine.
-func requireTextAsSent(t *testing.T, raw []byte) {
-	t.Helper()
-	spelt := strings.Count(string(raw), "\uFFFD") + strings.Count(strings.ToLower(string(raw)), `\ufffd`)
-	var v any
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber() // 1e700 is valid JSON, beyond a float64
-	if err := dec.Decode(&v); err != nil {
-		t.Fatalf("accepted %q: %v", raw, err)
-	}
-	decoded := 0
-	var walk func(v any)
-	check := func(s string) {
-		if strings.ContainsRune(s, 0) {
-			t.Fatalf("accepted a string with NUL in %q", raw)
-		}
-		decoded += strings.Count(s, "\uFFFD")
-	}
-	walk = func(v any) {
-		switch x := v.(type) {
-		case string:
-			check(x)
-		case []any:
-			for _, el := range x {
-				walk(el)
-			}
-		case map[string]any:
-			for k, el := range x {
-				check(k)
-				walk(el)
-			}
-		}
-	}
-	walk(v)
-	if decoded > spelt {
-		t.Fatalf("accepted %q, in which decoding replaced %d characters with U+FFFD", raw, decoded-spelt)
 	}
 }
 
@@ -113,7 +73,7 @@ func FuzzParseManifest(f *testing.F) {
 			requireBadRequest(t, err)
 			return
 		}
-		requireTextAsSent(t, raw)
+		jsonxtest.RequireTextAsSent(t, raw)
 		requireDisplayName(t, m.DisplayName)
 		if !json.Valid(m.Raw) {
 			t.Fatalf("stored manifest %q is not JSON", m.Raw)
@@ -171,7 +131,7 @@ func FuzzParseConnectionInput(f *testing.F) {
 			requireBadRequest(t, err)
 			return
 		}
-		requireTextAsSent(t, raw)
+		jsonxtest.RequireTextAsSent(t, raw)
 		if !fuzzConnectorRE.MatchString(in.ConnectorID) || !fuzzStatuses[in.Status] || !fuzzKinds[in.SourceKind] {
 			t.Fatalf("accepted %+v", in)
 		}
@@ -215,7 +175,7 @@ func FuzzParseConnectionPatch(f *testing.F) {
 			requireBadRequest(t, err)
 			return
 		}
-		requireTextAsSent(t, raw)
+		jsonxtest.RequireTextAsSent(t, raw)
 		if p.DisplayName == nil && p.Status == nil {
 			t.Fatal("accepted a patch that changes nothing")
 		}

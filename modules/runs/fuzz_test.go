@@ -12,6 +12,7 @@ import (
 
 	"connsum/modules/bootstrap"
 	"connsum/modules/httpx"
+	"connsum/modules/jsonx/jsonxtest"
 	"connsum/modules/runs"
 )
 
@@ -24,47 +25,6 @@ var (
 	fuzzStoredTimeRE = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$`)
 	fuzzOffsetRE     = regexp.MustCompile(`[+-](\d{2}):(\d{2})$`)
 )
-
-// requireTextAsSent fails when an accepted JSON text holds a string (key or value, at any
-// depth) with U+0000, or one in which decoding replaced something with U+FFFD (a lone
-// surrogate escape): SPEC §2, never silently replaced. U+FFFD the text spells itself is fine.
-func requireTextAsSent(t *testing.T, raw []byte) {
-	t.Helper()
-	spelt := strings.Count(string(raw), "\uFFFD") + strings.Count(strings.ToLower(string(raw)), `\ufffd`)
-	var v any
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber() // 1e700 is valid JSON, beyond a float64
-	if err := dec.Decode(&v); err != nil {
-		t.Fatalf("accepted %q: %v", raw, err)
-	}
-	decoded := 0
-	var walk func(v any)
-	check := func(s string) {
-		if strings.ContainsRune(s, 0) {
-			t.Fatalf("accepted a string with NUL in %q", raw)
-		}
-		decoded += strings.Count(s, "\uFFFD")
-	}
-	walk = func(v any) {
-		switch x := v.(type) {
-		case string:
-			check(x)
-		case []any:
-			for _, el := range x {
-				walk(el)
-			}
-		case map[string]any:
-			for k, el := range x {
-				check(k)
-				walk(el)
-			}
-		}
-	}
-	walk(v)
-	if decoded > spelt {
-		t.Fatalf("accepted %q, in which decoding replaced %d characters with U+FFFD", raw, decoded-spelt)
-	}
-}
 
 // eventSeeds are the inputs every fuzz run starts from (the committed corpus in
 // testdata/fuzz adds the hostile ones).
@@ -179,7 +139,7 @@ func requireValidEvent(t *testing.T, raw []byte, e *runs.Event) {
 	if m := fuzzOffsetRE.FindStringSubmatch(given); strings.Contains(given, ",") || (m != nil && (m[1] > "23" || m[2] > "59")) {
 		t.Fatalf("accepted occurred_at %q: no RFC 3339 (offset beyond ±23:59 or a comma before the fraction)", given)
 	}
-	requireTextAsSent(t, raw)
+	jsonxtest.RequireTextAsSent(t, raw)
 
 	// data: within the limits as given, stored as the same JSON value.
 	d, present := fields["data"]
