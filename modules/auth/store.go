@@ -210,8 +210,15 @@ func (s *Store) Lookup(ctx context.Context, secret string) (*Session, error) {
 	}
 	if now.Sub(parseTime(row.LastSeenAt)) >= s.touchEvery() {
 		seen := bootstrap.FormatTime(now)
-		if _, err := s.db.NewUpdate().Table("sessions").Set("last_seen_at = ?", seen).
-			Where("id_hash = ? AND last_seen_at < ?", row.IDHash, seen).Exec(ctx); err != nil {
+		// Best effort, and never long: a request must not wait behind a queue of writers (on
+		// SQLite writes take turns) only to move last_seen_at.
+		tctx, cancel := context.WithTimeout(ctx, refreshWait)
+		_, err := s.write(tctx, func(ctx context.Context, tx bun.Tx) (sql.Result, error) {
+			return tx.NewUpdate().Table("sessions").Set("last_seen_at = ?", seen).
+				Where("id_hash = ? AND last_seen_at < ?", row.IDHash, seen).Exec(ctx)
+		})
+		cancel()
+		if err != nil {
 			s.log.Warn("auth: refresh session", "session", row.Handle, "err", err)
 		} else {
 			row.LastSeenAt = seen
@@ -227,7 +234,9 @@ func (s *Store) End(ctx context.Context, secret string) error {
 	if !wellFormed(secret) {
 		return nil
 	}
-	if _, err := s.db.NewDelete().Table("sessions").Where("id_hash = ?", hashSecret(secret)).Exec(ctx); err != nil {
+	if _, err := s.write(ctx, func(ctx context.Context, tx bun.Tx) (sql.Result, error) {
+		return tx.NewDelete().Table("sessions").Where("id_hash = ?", hashSecret(secret)).Exec(ctx)
+	}); err != nil {
 		return fmt.Errorf("auth: end session: %w", err)
 	}
 	return nil
@@ -252,22 +261,42 @@ func (s *Store) List(ctx context.Context) ([]Session, error) {
 
 // Revoke ends the session with the public id handle and reports whether there was one.
 func (s *Store) Revoke(ctx context.Context, handle string) (bool, error) {
-	res, err := s.db.NewDelete().Table("sessions").Where("handle = ?", handle).Exec(ctx)
+	n, err := s.write(ctx, func(ctx context.Context, tx bun.Tx) (sql.Result, error) {
+		return tx.NewDelete().Table("sessions").Where("handle = ?", handle).Exec(ctx)
+	})
 	if err != nil {
 		return false, fmt.Errorf("auth: revoke session: %w", err)
 	}
-	n, err := res.RowsAffected()
-	return n > 0, err
+	return n > 0, nil
 }
 
 // RevokeAll ends every session and reports how many there were.
 func (s *Store) RevokeAll(ctx context.Context) (int, error) {
-	res, err := s.db.NewDelete().Table("sessions").Where("1 = 1").Exec(ctx)
+	n, err := s.write(ctx, func(ctx context.Context, tx bun.Tx) (sql.Result, error) {
+		return tx.NewDelete().Table("sessions").Where("1 = 1").Exec(ctx)
+	})
 	if err != nil {
 		return 0, fmt.Errorf("auth: revoke sessions: %w", err)
 	}
-	n, err := res.RowsAffected()
-	return int(n), err
+	return int(n), nil
+}
+
+// refreshWait bounds the best-effort refresh of a session's last_seen_at.
+const refreshWait = 250 * time.Millisecond
+
+// write runs one statement in a write transaction (bootstrap.RunInTx: retried on serialization
+// failures, and on SQLite in the process's write queue) and returns the rows it affected.
+func (s *Store) write(ctx context.Context, stmt func(ctx context.Context, tx bun.Tx) (sql.Result, error)) (int64, error) {
+	var n int64
+	err := bootstrap.RunInTx(ctx, s.db, func(ctx context.Context, tx bun.Tx) error {
+		res, err := stmt(ctx, tx)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	return n, err
 }
 
 // IssueLink stores a one-time login link and returns its code and expiry.

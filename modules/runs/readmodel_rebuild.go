@@ -115,9 +115,13 @@ func (m *ReadModel) Rebuild(ctx context.Context, db *bun.DB, progress io.Writer)
 			byConnector[k.SourceID] = append(byConnector[k.SourceID], k.RunID)
 		}
 		last := keys[len(keys)-1]
+		// The chunk counts into its own report, merged once the transaction committed: a retried
+		// attempt (RunInTx) starts from zero again instead of counting its runs twice.
+		var chunkRep RebuildReport
 		err := bootstrap.RunSerialized(ctx, db, func(ctx context.Context, tx bun.Tx) error {
+			chunkRep = RebuildReport{}
 			for connector, ids := range byConnector {
-				if err := m.rebuildRuns(ctx, tx, connector, ids, rep); err != nil {
+				if err := m.rebuildRuns(ctx, tx, connector, ids, &chunkRep); err != nil {
 					return err
 				}
 			}
@@ -130,6 +134,8 @@ func (m *ReadModel) Rebuild(ctx context.Context, db *bun.DB, progress io.Writer)
 			return nil, fmt.Errorf("runs: rebuild chunk: %w", err)
 		}
 		rep.RunsScanned += len(keys)
+		rep.RunsInserted += chunkRep.RunsInserted
+		rep.RunsChanged += chunkRep.RunsChanged
 		after = [2]string{last.SourceID, last.RunID}
 		if progress != nil {
 			fmt.Fprintf(progress, "\rrebuild: %d runs scanned, %d inserted, %d changed", rep.RunsScanned, rep.RunsInserted, rep.RunsChanged)
@@ -139,6 +145,7 @@ func (m *ReadModel) Rebuild(ctx context.Context, db *bun.DB, progress io.Writer)
 		fmt.Fprintln(progress)
 	}
 	err = bootstrap.RunSerialized(ctx, db, func(ctx context.Context, tx bun.Tx) error {
+		rep.FixedHeadIDs = []string{} // a retried attempt lists the heads it fixed afresh
 		res, err := tx.NewRaw(`DELETE FROM run_summaries WHERE NOT EXISTS (SELECT 1 FROM spine_events e
 			WHERE e.source_kind = 'connector' AND e.source_id = run_summaries.connector_id AND e.run_id = run_summaries.run_id)`).Exec(ctx)
 		if err != nil {
