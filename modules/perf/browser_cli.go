@@ -169,7 +169,29 @@ func BrowserMain(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
-	return err
+	if err != nil {
+		return err
+	}
+	return rep.FailedVisits()
+}
+
+// FailedVisits is nil when every visit passed its machine-independent checks (Failures), else an
+// error naming each failed visit, so a script or CI can rely on the exit code.
+func (r *BrowserReport) FailedVisits() error {
+	var lines []string
+	for _, v := range r.Routes {
+		if f := r.Targets.Failures(v); len(f) > 0 {
+			warm := "cold"
+			if v.Warm {
+				warm = "warm"
+			}
+			lines = append(lines, fmt.Sprintf("%s (%s, %s): %s", v.Route, v.Viewport, warm, strings.Join(f, ", ")))
+		}
+	}
+	if len(lines) == 0 {
+		return nil
+	}
+	return fmt.Errorf("bench browser: %d of %d visits failed:\n  %s", len(lines), len(r.Routes), strings.Join(lines, "\n  "))
 }
 
 // RunBrowser visits every route in every viewport with drv, then probes the feed API, and returns the

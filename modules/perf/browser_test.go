@@ -699,3 +699,41 @@ func TestBrowserMissingChromium(t *testing.T) {
 		t.Errorf("err = %v, want chromium not found", err)
 	}
 }
+
+// TestBrowserMainFailsOnAFailedVisit: a page that answers 500 (or logs an error) makes
+// `bench browser` exit non-zero naming the visit, while the JSON report is still written; timing
+// misses alone do not (they are judged by budgets on medians).
+func TestBrowserMainFailsOnAFailedVisit(t *testing.T) {
+	chromium := chromiumForTest(t)
+	const token, session = "tok_fail", "sess_fail_fixture"
+	var mu sync.Mutex
+	var logins int
+	mux := http.NewServeMux()
+	mux.HandleFunc("/_ref/connectors", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"object":"list","data":[],"has_more":false,"next_cursor":null}`)
+	})
+	mux.HandleFunc("/dashboard", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, fixtureHead+`<h1>Fine</h1></body></html>`)
+	})
+	mux.HandleFunc("/dashboard/broken", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "broken", http.StatusInternalServerError)
+	})
+	mux.HandleFunc("/login", fixtureLogin(token, session, &logins, &mu))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	jsonPath := filepath.Join(t.TempDir(), "browser.json")
+	var stdout, stderr bytes.Buffer
+	err := BenchMain([]string{"browser", "--base", srv.URL, "--token", token, "--routes", "/dashboard,/dashboard/broken",
+		"--viewports", "desktop", "--json", jsonPath, "--chromium", chromium, "--api-samples", "1", "--timeout", "60s"}, &stdout, &stderr, nil)
+	if err == nil || !strings.Contains(err.Error(), "1 of 2 visits failed") || !strings.Contains(err.Error(), "/dashboard/broken (desktop, cold): status 500") {
+		t.Fatalf("bench browser over a failing page: err = %v, want 1 of 2 visits failed naming /dashboard/broken", err)
+	}
+	if strings.Contains(err.Error(), "/dashboard (desktop") {
+		t.Errorf("the passing page is named as failed: %v", err)
+	}
+	if _, statErr := os.Stat(jsonPath); statErr != nil {
+		t.Errorf("no JSON report after a failed visit: %v", statErr)
+	}
+}
