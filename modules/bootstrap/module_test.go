@@ -2,9 +2,6 @@ package bootstrap_test
 
 import (
 	"context"
-	"encoding/json"
-	"io"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,37 +13,8 @@ import (
 	"connsum/modules/bootstrap"
 	"connsum/modules/bootstrap/dbtest"
 	"connsum/modules/httpx"
+	"connsum/modules/httpx/httpxtest"
 )
-
-// routesApp mounts the bootstrap routes without guards, rendering errors like the app does.
-func routesApp(r *bootstrap.Routes) *fiber.App {
-	app := fiber.New(fiber.Config{ErrorHandler: func(c *fiber.Ctx, err error) error {
-		e, ok := httpx.As(err)
-		if !ok {
-			e = httpx.Internal
-		}
-		return httpx.JSON(c, e.Status, fiber.Map{"error": e})
-	}})
-	for _, rt := range r.Routes() {
-		app.Add(rt.Method, rt.Path, rt.Handler)
-	}
-	return app
-}
-
-func get(t *testing.T, app *fiber.App, path string) (int, map[string]any) {
-	t.Helper()
-	resp, err := app.Test(httptest.NewRequest("GET", path, nil), -1)
-	if err != nil {
-		t.Fatalf("GET %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var body map[string]any
-	if err := json.Unmarshal(raw, &body); err != nil {
-		t.Fatalf("GET %s: body %q is not a JSON object: %v", path, raw, err)
-	}
-	return resp.StatusCode, body
-}
 
 func TestRouteAccessClasses(t *testing.T) {
 	want := map[string]httpx.Access{"/admin/bootstrap": httpx.Admin}
@@ -77,8 +45,8 @@ func TestReadyFollowsBootstrap(t *testing.T) {
 		if !ready.Done() {
 			t.Fatal("Ready is not done after start")
 		}
-		app := routesApp(bootstrap.NewRoutes(m))
-		status, body := get(t, app, "/admin/bootstrap")
+		app := httpxtest.App(bootstrap.NewRoutes(m))
+		status, body := httpxtest.GetJSON(t, app, "/admin/bootstrap")
 		if status != fiber.StatusOK {
 			t.Fatalf("/admin/bootstrap = %d %v", status, body)
 		}
