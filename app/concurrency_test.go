@@ -18,6 +18,7 @@ import (
 	"connsum/modules/bootstrap/dbtest"
 	"connsum/modules/catalog"
 	"connsum/modules/runs"
+	"connsum/modules/runs/runstest"
 )
 
 // stressDuration is how long the concurrent writers of TestConcurrentWritersKeepReadModelEqualToLog
@@ -295,19 +296,7 @@ func requireReadModelEqualsLog(t *testing.T, db *bun.DB) {
 	ctx := context.Background()
 	at := time.Now()
 	clock := func() time.Time { return at }
-	cat := catalog.NewStore(db, clock)
-	var ids []string
-	if err := db.NewSelect().Table("connections").Column("connection_id").OrderExpr("connection_id").Scan(ctx, &ids); err != nil {
-		t.Fatal(err)
-	}
-	var entries []catalog.Entry
-	for _, id := range ids {
-		e, err := cat.Connection(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		entries = append(entries, *e)
-	}
+	entries := runstest.AllEntries(t, ctx, db, catalog.NewStore(db, clock))
 	o := runs.Options{PageSize: 1 << 20}
 	rm := runs.NewReadModel(db, o, clock)
 	spine, err := runs.NewSpineEvidence(runs.NewPageSource(db, o, clock)).For(ctx, runs.Request{Entries: entries})

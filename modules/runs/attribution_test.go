@@ -137,7 +137,7 @@ func TestConnectionEvidenceRules(t *testing.T) {
 				t.Errorf("%s: a source-less run is a candidate of a shop connection", name)
 			}
 		}
-		compareWithSpine(t, db, rm, f.clock.Now, allEntries(t, f.ctx, db, f.cat))
+		compareWithSpine(t, db, rm, f.clock.Now, runstest.AllEntries(t, f.ctx, db, f.cat))
 	})
 }
 

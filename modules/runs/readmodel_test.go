@@ -138,24 +138,6 @@ func parseAll(t *testing.T, evs []map[string]any) []*runs.Event {
 	return runstest.Parse(t, evs...)
 }
 
-// allEntries lists every connection (drafts included) with its connector.
-func allEntries(t *testing.T, ctx context.Context, db *bun.DB, cat *catalog.Store) []catalog.Entry {
-	t.Helper()
-	var ids []string
-	if err := db.NewSelect().Table("connections").Column("connection_id").OrderExpr("connection_id").Scan(ctx, &ids); err != nil {
-		t.Fatal(err)
-	}
-	var out []catalog.Entry
-	for _, id := range ids {
-		e, err := cat.Connection(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, *e)
-	}
-	return out
-}
-
 func summaryJSON(s *runs.Summary) string {
 	if s == nil {
 		return "null"
@@ -243,7 +225,7 @@ func checkEquivalence(t *testing.T, db *bun.DB, seed int64) {
 	}
 	create(true) // connections created after their runs were stored
 
-	entries := allEntries(t, ctx, db, cat)
+	entries := runstest.AllEntries(t, ctx, db, cat)
 	spine, err := runs.NewSpineEvidence(runs.NewPageSource(db, o, clock)).For(ctx, runs.Request{Entries: entries})
 	if err != nil {
 		t.Fatal(err)
@@ -446,7 +428,7 @@ func TestCatchUpAndProfileKeyChange(t *testing.T) {
 		if _, err := runs.NewIngester(db, clock, nil).Append(ctx, parseAll(t, evs)); err != nil {
 			t.Fatal(err)
 		}
-		entries := allEntries(t, ctx, db, cat)
+		entries := runstest.AllEntries(t, ctx, db, cat)
 		if ev, _ := runs.NewReadModelEvidence(rm).For(ctx, runs.Request{Entries: entries}); ev["cin_a"].LastRun != nil {
 			t.Fatal("the model has a run before catching up")
 		}
@@ -462,7 +444,7 @@ func TestCatchUpAndProfileKeyChange(t *testing.T) {
 		if _, _, err := cat.PutConnector(ctx, "amazon", m2); err != nil {
 			t.Fatal(err)
 		}
-		entries = allEntries(t, ctx, db, cat)
+		entries = runstest.AllEntries(t, ctx, db, cat)
 		compareWithSpine(t, db, rm, clock, entries)
 		if ev, _ := runs.NewReadModelEvidence(rm).For(ctx, runs.Request{Entries: entries}); lastRunID(ev["cin_a"].LastRun) != "r2" || lastRunID(ev["cin_b"].LastRun) != "r1" {
 			t.Errorf("after the key change: cin_a %q, cin_b %q, want r2 and r1", lastRunID(ev["cin_a"].LastRun), lastRunID(ev["cin_b"].LastRun))

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"testing"
 
+	"github.com/uptrace/bun"
+
 	"connsum/modules/catalog"
 	"connsum/modules/runs"
 )
@@ -52,4 +54,23 @@ func PutConnector(t testing.TB, ctx context.Context, cat *catalog.Store, id, man
 	if _, _, err := cat.PutConnector(ctx, id, m); err != nil {
 		t.Fatalf("put connector %s: %v", id, err)
 	}
+}
+
+// AllEntries lists every connection (drafts included) with its connector, in id order: the
+// targets a test compares the read model and the spine fold on.
+func AllEntries(t testing.TB, ctx context.Context, db bun.IDB, cat *catalog.Store) []catalog.Entry {
+	t.Helper()
+	var ids []string
+	if err := db.NewSelect().Table("connections").Column("connection_id").OrderExpr("connection_id").Scan(ctx, &ids); err != nil {
+		t.Fatal(err)
+	}
+	var out []catalog.Entry
+	for _, id := range ids {
+		e, err := cat.Connection(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, *e)
+	}
+	return out
 }
