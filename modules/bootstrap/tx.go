@@ -43,8 +43,13 @@ func RunInTx(ctx context.Context, db bun.IDB, fn func(ctx context.Context, tx bu
 	}
 	backoff := 2 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := db.RunInTx(ctx, nil, fn)
-		if err == nil || !IsRetryable(err) || attempt == txAttempts {
+		hooks := &afterCommit{}
+		err := db.RunInTx(context.WithValue(ctx, afterCommitKey{}, hooks), nil, fn)
+		if err == nil {
+			hooks.run()
+			return nil
+		}
+		if !IsRetryable(err) || attempt == txAttempts {
 			return err
 		}
 		wait := backoff + rand.N(backoff)
@@ -55,6 +60,40 @@ func RunInTx(ctx context.Context, db bun.IDB, fn func(ctx context.Context, tx bu
 		case <-time.After(wait):
 		}
 	}
+}
+
+// afterCommitKey is the context key of the current attempt's after-commit list.
+type afterCommitKey struct{}
+
+// afterCommit holds what one transaction attempt asked to run once it committed.
+type afterCommit struct {
+	mu  sync.Mutex
+	fns []func()
+}
+
+func (a *afterCommit) run() {
+	a.mu.Lock()
+	fns := a.fns
+	a.fns = nil
+	a.mu.Unlock()
+	for _, f := range fns {
+		f()
+	}
+}
+
+// AfterCommit asks that f run once the transaction of ctx (a RunInTx attempt) has committed;
+// an attempt that rolls back or is retried forgets it. It reports false, without running f,
+// when ctx is not inside RunInTx. It is how a write tells in-process listeners (the feed's
+// change stream) about what it made visible, never before it is visible.
+func AfterCommit(ctx context.Context, f func()) bool {
+	a, ok := ctx.Value(afterCommitKey{}).(*afterCommit)
+	if !ok {
+		return false
+	}
+	a.mu.Lock()
+	a.fns = append(a.fns, f)
+	a.mu.Unlock()
+	return true
 }
 
 // RunSerialized is RunInTx holding the attribution lock for the whole transaction.

@@ -10,6 +10,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"connsum/modules/bootstrap"
+	"connsum/modules/revision"
 )
 
 // Store reads and writes connectors and connections.
@@ -46,19 +47,23 @@ func (s *Store) PutConnector(ctx context.Context, id string, m Manifest) (c *Con
 		switch err := tx.NewSelect().Model(&existing).Where("connector_id = ?", id).Scan(ctx); {
 		case errors.Is(err, sql.ErrNoRows):
 			created = true
-			_, err := tx.NewInsert().Model(c).Exec(ctx)
-			return err
+			if _, err := tx.NewInsert().Model(c).Exec(ctx); err != nil {
+				return err
+			}
 		case err != nil:
 			return err
+		default:
+			c.CreatedAt = existing.CreatedAt
+			if _, err := tx.NewUpdate().Model(c).WherePK().Exec(ctx); err != nil {
+				return err
+			}
+			if s.hook != nil && deref(existing.ProfileKey) != deref(c.ProfileKey) {
+				if err := s.hook.ProfileKeyChanged(ctx, tx, id); err != nil {
+					return err
+				}
+			}
 		}
-		c.CreatedAt = existing.CreatedAt
-		if _, err := tx.NewUpdate().Model(c).WherePK().Exec(ctx); err != nil {
-			return err
-		}
-		if s.hook != nil && deref(existing.ProfileKey) != deref(c.ProfileKey) {
-			return s.hook.ProfileKeyChanged(ctx, tx, id)
-		}
-		return nil
+		return s.advance(ctx, tx, revision.Change{ConnectorIDs: []string{id}})
 	}
 	// Serialized with ingest and connection creates: a profile-key change re-attributes the
 	// connector's runs, which must not interleave with an append attributing new runs by the old
@@ -149,9 +154,11 @@ func (s *Store) CreateConnection(ctx context.Context, in ConnectionInput) (conn 
 			return err
 		}
 		if s.hook != nil {
-			return s.hook.ConnectionCreated(ctx, tx, conn, connector)
+			if err := s.hook.ConnectionCreated(ctx, tx, conn, connector); err != nil {
+				return err
+			}
 		}
-		return nil
+		return s.advance(ctx, tx, revision.Change{ConnectionIDs: []string{id}})
 	}
 	// Serialized with ingest: the create attributes the runs already stored for the new
 	// connection, and an append running at the same time must see the connection or have its runs
@@ -192,8 +199,10 @@ func (s *Store) PatchConnection(ctx context.Context, id string, p ConnectionPatc
 			conn.Status = *p.Status
 		}
 		conn.UpdatedAt = now
-		_, err := tx.NewUpdate().Model(conn).WherePK().Exec(ctx)
-		return err
+		if _, err := tx.NewUpdate().Model(conn).WherePK().Exec(ctx); err != nil {
+			return err
+		}
+		return s.advance(ctx, tx, revision.Change{ConnectionIDs: []string{id}})
 	})
 	if err != nil {
 		if errors.Is(err, ErrNotFound) {
@@ -202,6 +211,13 @@ func (s *Store) PatchConnection(ctx context.Context, id string, p ConnectionPatc
 		return nil, fmt.Errorf("catalog: patch connection %s: %w", id, err)
 	}
 	return conn, nil
+}
+
+// advance advances the feed revision for ch: the last statement of every catalog write
+// (revision.Advance).
+func (s *Store) advance(ctx context.Context, tx bun.Tx, ch revision.Change) error {
+	_, err := revision.Advance(ctx, tx, ch, s.now())
+	return err
 }
 
 func deref(s *string) string {

@@ -11,6 +11,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"connsum/modules/bootstrap"
+	"connsum/modules/revision"
 )
 
 // ErrNotFound is returned for an unknown connection or stream.
@@ -154,7 +155,10 @@ func (s *Store) Put(ctx context.Context, connectionID, stream string, f Figures)
 			Set("last_record_at = EXCLUDED.last_record_at, updated_at = EXCLUDED.updated_at").Exec(ctx); err != nil {
 			return err
 		}
-		return s.resum(ctx, tx, connectionID, row.UpdatedAt)
+		if err := s.resum(ctx, tx, connectionID, row.UpdatedAt); err != nil {
+			return err
+		}
+		return s.advance(ctx, tx, connectionID)
 	})
 	if err != nil {
 		var sum *SumTooLargeError
@@ -190,11 +194,21 @@ func (s *Store) Delete(ctx context.Context, connectionID, stream string) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return ErrNotFound
 		}
-		return s.resum(ctx, tx, connectionID, bootstrap.FormatTime(s.now()))
+		if err := s.resum(ctx, tx, connectionID, bootstrap.FormatTime(s.now())); err != nil {
+			return err
+		}
+		return s.advance(ctx, tx, connectionID)
 	})
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("retained: delete %s/%s: %w", connectionID, stream, err)
 	}
+	return err
+}
+
+// advance advances the feed revision for the connection whose figures changed: the last
+// statement of every retained write (revision.Advance).
+func (s *Store) advance(ctx context.Context, tx bun.Tx, connectionID string) error {
+	_, err := revision.Advance(ctx, tx, revision.Change{ConnectionIDs: []string{connectionID}}, s.now())
 	return err
 }
 

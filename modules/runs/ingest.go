@@ -10,6 +10,7 @@ import (
 	"github.com/uptrace/bun/dialect/pgdialect"
 
 	"connsum/modules/bootstrap"
+	"connsum/modules/revision"
 )
 
 // ErrConflict is returned when a batch re-uses an event_id with different content.
@@ -142,17 +143,17 @@ func (in *Ingester) Append(ctx context.Context, events []*Event) (IngestResult, 
 		}
 		res.LastEventSeq = max(res.LastEventSeq, last)
 		res.Accepted = len(fresh)
-		if in.hook == nil {
-			return nil
+		if in.hook != nil {
+			att, err := in.hook.Apply(ctx, tx, fresh)
+			if err != nil {
+				return err
+			}
+			n := att.Unattributed
+			res.Unattributed = &n
+			res.UnattributedExamples = append(res.UnattributedExamples, att.Examples[:min(len(att.Examples), MaxUnattributedExamples)]...)
 		}
-		att, err := in.hook.Apply(ctx, tx, fresh)
-		if err != nil {
-			return err
-		}
-		n := att.Unattributed
-		res.Unattributed = &n
-		res.UnattributedExamples = append(res.UnattributedExamples, att.Examples[:min(len(att.Examples), MaxUnattributedExamples)]...)
-		return nil
+		_, err = revision.Advance(ctx, tx, feedChange(fresh), in.now())
+		return err
 	})
 	if err != nil {
 		if errors.Is(err, ErrConflict) {
@@ -161,6 +162,21 @@ func (in *Ingester) Append(ctx context.Context, events []*Event) (IngestResult, 
 		return IngestResult{}, fmt.Errorf("runs: append batch: %w", err)
 	}
 	return res, nil
+}
+
+// feedChange is what an append may change in the feed: the connections of every connector whose
+// runs it touched (with the read model, their heads; with the spine evidence, their deep reads).
+// Events of no connector (no source, provider_native) belong to no item.
+func feedChange(events []*Event) revision.Change {
+	var ch revision.Change
+	seen := map[string]bool{}
+	for _, e := range events {
+		if e.SourceKind != nil && *e.SourceKind == "connector" && e.SourceID != nil && !seen[*e.SourceID] {
+			seen[*e.SourceID] = true
+			ch.ConnectorIDs = append(ch.ConnectorIDs, *e.SourceID)
+		}
+	}
+	return ch
 }
 
 // dedupe drops events already stored or repeated earlier in the batch with the same content.

@@ -11,6 +11,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"connsum/modules/bootstrap"
+	"connsum/modules/revision"
 )
 
 // CatchUp applies the spine events the model has not seen (stored while the service ran with
@@ -51,7 +52,11 @@ func (m *ReadModel) CatchUp(ctx context.Context, db *bun.DB) (int64, error) {
 			if err := m.refold(ctx, tx, touched); err != nil {
 				return err
 			}
-			return setApplied(ctx, tx, to)
+			if err := setApplied(ctx, tx, to); err != nil {
+				return err
+			}
+			_, err := revision.Advance(ctx, tx, revision.Change{ConnectorIDs: mapKeys(touched)}, m.now())
+			return err
 		})
 		if err != nil {
 			return events, fmt.Errorf("runs: read model catch-up: %w", err)
@@ -125,9 +130,16 @@ func (m *ReadModel) Rebuild(ctx context.Context, db *bun.DB, progress io.Writer)
 					return err
 				}
 			}
-			_, err := tx.NewRaw(`INSERT INTO read_model_state (name, value, text_value) VALUES (?, 0, ?)
+			if _, err := tx.NewRaw(`INSERT INTO read_model_state (name, value, text_value) VALUES (?, 0, ?)
 				ON CONFLICT (name) DO UPDATE SET text_value = EXCLUDED.text_value`,
-				rebuildCursorKey, fmt.Sprintf("%q %q", last.SourceID, last.RunID)).Exec(ctx)
+				rebuildCursorKey, fmt.Sprintf("%q %q", last.SourceID, last.RunID)).Exec(ctx); err != nil {
+				return err
+			}
+			var ch revision.Change
+			if chunkRep.RunsInserted+chunkRep.RunsChanged > 0 {
+				ch.ConnectorIDs = mapKeys(byConnector) // their deep reads changed
+			}
+			_, err := revision.Advance(ctx, tx, ch, m.now())
 			return err
 		})
 		if err != nil {
@@ -185,9 +197,16 @@ func (m *ReadModel) Rebuild(ctx context.Context, db *bun.DB, progress io.Writer)
 		}
 		if maxSeq.Valid {
 			rep.AppliedSeq = maxSeq.Int64
-			return setApplied(ctx, tx, maxSeq.Int64)
+			if err := setApplied(ctx, tx, maxSeq.Int64); err != nil {
+				return err
+			}
 		}
-		return nil
+		ch := revision.Change{ConnectionIDs: rep.FixedHeadIDs}
+		if rep.RunsRemoved > 0 {
+			ch = revision.Change{All: true}
+		}
+		_, err = revision.Advance(ctx, tx, ch, m.now())
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("runs: rebuild heads: %w", err)
@@ -254,4 +273,14 @@ func loadHeads(ctx context.Context, tx bun.IDB) (map[string]headVal, error) {
 		out[r.ConnectionID] = headVal{deref(r.LastRunID), deref(r.LastSuccessRunID)}
 	}
 	return out, nil
+}
+
+// mapKeys lists a map's keys in order.
+func mapKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
