@@ -12,6 +12,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"connsum/modules/bootstrap"
+	"connsum/modules/live"
 	"connsum/modules/runs"
 	"connsum/modules/summary"
 )
@@ -42,11 +43,13 @@ type Config struct {
 	CacheTTL         time.Duration
 	CacheSQLite      bool
 	CacheMaxEntries  int
-	RunsPageSize     int
-	RunsStaleAfter   time.Duration
-	RunsEvidence     string
-	IngestMaxEvents  int
-	LogLevel         string
+	// Live holds the change stream's keys (live.max_subscribers …).
+	Live            live.Options
+	RunsPageSize    int
+	RunsStaleAfter  time.Duration
+	RunsEvidence    string
+	IngestMaxEvents int
+	LogLevel        string
 	// Auth holds the browser-session keys (auth.session_ttl …, see authconfig.go).
 	Auth AuthConfig
 	// Sources names where each key's value came from ("default", a file, an env var, "flag"),
@@ -146,6 +149,10 @@ var settings = []setting{
 	{"runs.stale_after", runs.DefaultStaleAfter.String(), duration(func(c *Config) *time.Duration { return &c.RunsStaleAfter }, time.Second)},
 	{"runs.evidence", string(runs.SourceReadModel), str(func(c *Config) *string { return &c.RunsEvidence })},
 	{"ingest.max_batch_events", strconv.Itoa(runs.DefaultMaxBatchEvents), integer(func(c *Config) *int { return &c.IngestMaxEvents }, 1, runs.MaxBatchEvents)},
+	{"live.max_subscribers", strconv.Itoa(live.DefaultMaxSubscribers), integer(func(c *Config) *int { return &c.Live.MaxSubscribers }, 1, 100000)},
+	{"live.queue_length", strconv.Itoa(live.DefaultQueueLength), integer(func(c *Config) *int { return &c.Live.QueueLength }, 16, 1000000)},
+	{"live.heartbeat", live.DefaultHeartbeat.String(), timeout(func(c *Config) *time.Duration { return &c.Live.Heartbeat }, 100*time.Millisecond)},
+	{"live.poll_interval", live.DefaultPollInterval.String(), timeout(func(c *Config) *time.Duration { return &c.Live.PollInterval }, 10*time.Millisecond)},
 	{"log.level", "info", str(func(c *Config) *string { return &c.LogLevel })},
 }
 

@@ -17,6 +17,7 @@ import (
 	"connsum/modules/console"
 	"connsum/modules/health"
 	"connsum/modules/httpx"
+	"connsum/modules/live"
 	"connsum/modules/metrics"
 	"connsum/modules/retained"
 	"connsum/modules/runs"
@@ -42,6 +43,8 @@ func Modules(cfg *Config, tokens Tokens, log *slog.Logger) fx.Option {
 		retained.Module,
 		fx.Supply(summary.Options{CacheTTL: cfg.CacheTTL, CacheSQLite: cfg.CacheSQLite, CacheMaxEntries: cfg.CacheMaxEntries, ComputeTimeout: cfg.DBRequestTimeout}),
 		summary.Module,
+		fx.Provide(func() live.Options { o := cfg.Live; o.WriteTimeout = cfg.HTTPWriteTimeout; return o }),
+		live.Module,
 		console.Module,
 		apidoc.Module,
 		fx.Provide(func() (auth.Options, error) {
@@ -84,7 +87,7 @@ func poolOptions(cfg *Config) bootstrap.PoolOptions {
 // a server. A shutdown that outlasts the timeout is a planned stop, not a failure: it logs what
 // it cuts (requests in handlers, connections still sending or receiving) and returns nil, so the
 // process exits 0; the cut requests' transactions roll back (a batch is all or nothing).
-func startServer(lc fx.Lifecycle, sd fx.Shutdowner, app *fiber.App, cfg *Config, _ *bootstrap.Ready, l *Listening, fl *inFlight, log *slog.Logger) {
+func startServer(lc fx.Lifecycle, sd fx.Shutdowner, app *fiber.App, cfg *Config, _ *bootstrap.Ready, l *Listening, fl *inFlight, streams *live.Hub, log *slog.Logger) {
 	var ln net.Listener
 	lc.Append(fx.Hook{
 		OnStart: func(ctx context.Context) error {
@@ -104,6 +107,7 @@ func startServer(lc fx.Lifecycle, sd fx.Shutdowner, app *fiber.App, cfg *Config,
 			return nil
 		},
 		OnStop: func(ctx context.Context) error {
+			streams.Drain() // open streams end first: they would hold the shutdown up to its timeout
 			err := app.ShutdownWithTimeout(cfg.ShutdownTimeout)
 			// If Stop comes before the serving goroutine registered the listener, fiber's
 			// shutdown has nothing to close: close it here so the port is never left open.

@@ -22,6 +22,9 @@ type Filter struct {
 	ConnectorID string // "" for all connectors
 	After       *Key   // keyset cursor: rows strictly after this key
 	Limit       int    // 0 for all rows
+	// Changed, when either list is set, keeps only the connections of these connectors and
+	// these connections (the change stream's re-projection of what a write may have changed).
+	ChangedConnectors, ChangedConnections []string
 }
 
 // Reader is the catalog port the feed reads through.
@@ -54,6 +57,17 @@ func (s *Store) Visible(ctx context.Context, f Filter) ([]Entry, error) {
 	}
 	if f.After != nil {
 		q = q.Where("(c.connector_id, c.created_at, c.connection_id) > (?, ?, ?)", f.After.ConnectorID, f.After.CreatedAt, f.After.ConnectionID)
+	}
+	if len(f.ChangedConnectors) > 0 || len(f.ChangedConnections) > 0 {
+		q = q.WhereGroup(" AND ", func(q *bun.SelectQuery) *bun.SelectQuery {
+			if len(f.ChangedConnectors) > 0 {
+				q = q.WhereOr("c.connector_id IN (?)", bun.In(f.ChangedConnectors))
+			}
+			if len(f.ChangedConnections) > 0 {
+				q = q.WhereOr("c.connection_id IN (?)", bun.In(f.ChangedConnections))
+			}
+			return q
+		})
 	}
 	q = q.OrderExpr("c.connector_id ASC, c.created_at ASC, c.connection_id ASC")
 	if f.Limit > 0 {

@@ -63,7 +63,13 @@ func (s *Store) PutConnector(ctx context.Context, id string, m Manifest) (c *Con
 				}
 			}
 		}
-		return s.advance(ctx, tx, revision.Change{ConnectorIDs: []string{id}})
+		// Its connections by id too: an unlisted connector's connections leave the feed, and a
+		// client resuming the change stream learns of a removal only by its connection id.
+		var ids []string
+		if err := tx.NewSelect().Table("connections").Column("connection_id").Where("connector_id = ?", id).Scan(ctx, &ids); err != nil {
+			return err
+		}
+		return s.advance(ctx, tx, revision.Change{ConnectorIDs: []string{id}, ConnectionIDs: ids})
 	}
 	// Serialized with ingest and connection creates: a profile-key change re-attributes the
 	// connector's runs, which must not interleave with an append attributing new runs by the old

@@ -1,12 +1,15 @@
 package revision
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/uptrace/bun"
 )
 
 // Tag is a feed answer's strong entity tag (SPEC §2.7): the revision the answer was computed at
@@ -65,17 +68,29 @@ func parseTag(s string) (Tag, bool) {
 }
 
 // NotModified decides a conditional GET: whether one of the tags of an If-None-Match header is
-// for this query (digest), at the current revision, and still valid at now. "*" never matches:
-// it is for writes. A malformed header matches nothing, so the client gets the full answer.
-func NotModified(ifNoneMatch string, current int64, digest string, now time.Time) bool {
+// for this query (digest), at the current revision, and still valid at now; it returns that tag
+// (a 304 repeats it). "*" never matches: it is for writes. A malformed header matches nothing,
+// so the client gets the full answer.
+func NotModified(ifNoneMatch string, current int64, digest string, now time.Time) (string, bool) {
 	if len(ifNoneMatch) > 4096 {
-		return false
+		return "", false
 	}
 	for _, s := range strings.Split(ifNoneMatch, ",") {
 		t, ok := parseTag(s)
 		if ok && t.Query == digest && t.Revision == current && (t.ValidUntil.IsZero() || !now.After(t.ValidUntil)) {
-			return true
+			return t.String(), true
 		}
 	}
-	return false
+	return "", false
+}
+
+// Reader reads the current revision of one database; it is the feed's Revisions port.
+type Reader struct{ DB bun.IDB }
+
+// Current implements the port: revision.Current over r.DB.
+func (r Reader) Current(ctx context.Context) (int64, error) { return Current(ctx, r.DB) }
+
+// Since implements the change stream's port: revision.Since over r.DB.
+func (r Reader) Since(ctx context.Context, after int64) (Change, int64, error) {
+	return Since(ctx, r.DB, after)
 }

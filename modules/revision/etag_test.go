@@ -36,9 +36,12 @@ func TestNotModified(t *testing.T) {
 		{"empty", "", 7, q, t0, false},
 	}
 	for _, c := range cases {
-		if got := revision.NotModified(c.header, c.rev, c.digest, c.now); got != c.want {
+		if _, got := revision.NotModified(c.header, c.rev, c.digest, c.now); got != c.want {
 			t.Errorf("%s: NotModified(%q) = %v, want %v", c.name, c.header, got, c.want)
 		}
+	}
+	if echo, _ := revision.NotModified("W/"+tag, 7, q, t0); echo != tag {
+		t.Errorf("a 304 repeats the strong tag %s, got %s", tag, echo)
 	}
 	if q == other || len(q) != 12 {
 		t.Fatalf("digests %q %q", q, other)

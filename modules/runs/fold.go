@@ -75,6 +75,10 @@ type Summary struct {
 	// ConnectionRef is the run's explicit connection evidence (first non-empty
 	// connector_instance_id/connection_id); it is not part of the JSON shape.
 	ConnectionRef *string `json:"-"`
+	// TurnsAt is, for a run in progress, the moment the clock alone turns it into a failed
+	// (orphaned) run, and for a run the clock turned so, the moment it did; zero for every
+	// other run. It is what lets an answer say how long it stays true (SPEC §2.7).
+	TurnsAt time.Time `json:"-"`
 }
 
 func ptr(s string) *string { return &s }
@@ -216,6 +220,10 @@ func (p Partial) Resolve(now time.Time, staleAfter time.Duration) Summary {
 			s.Status = StatusInProgress
 		} else {
 			s.Status, orphaned = StatusFailed, true
+		}
+		if err == nil {
+			// In progress up to and including last + staleAfter; orphaned from just after.
+			s.TurnsAt = last.Add(staleAfter)
 		}
 	}
 	if s.FailureReason == nil {

@@ -34,6 +34,8 @@ type Cache[V any] interface {
 	Peek(key string) (V, bool)
 	// Invalidate drops every entry; computations already running are not stored.
 	Invalidate()
+	// Forget drops the entry of key (a value whose time-dependent fields went out of date).
+	Forget(key string)
 	// Stats reports the cache state for /admin/summary-cache.
 	Stats() CacheStats
 	// CountBypass records a request that skipped the cache.
@@ -225,6 +227,13 @@ func (c *OverviewCache[V]) Invalidate() {
 // CatalogChanged implements catalog.ChangeNotifier.
 func (c *OverviewCache[V]) CatalogChanged() { c.Invalidate() }
 
+// Forget implements Cache.
+func (c *OverviewCache[V]) Forget(key string) {
+	c.mu.Lock()
+	delete(c.entries, key)
+	c.mu.Unlock()
+}
+
 // CountBypass implements Cache.
 func (c *OverviewCache[V]) CountBypass() {
 	c.mu.Lock()
@@ -265,6 +274,9 @@ func (c *NoCache[V]) Get(ctx context.Context, _ string, compute func(context.Con
 
 // Invalidate implements Cache.
 func (c *NoCache[V]) Invalidate() {}
+
+// Forget implements Cache.
+func (c *NoCache[V]) Forget(string) {}
 
 // Peek implements Cache.
 func (c *NoCache[V]) Peek(string) (V, bool) {

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"strconv"
 	"sync"
+	"time"
 
 	"connsum/modules/catalog"
 	"connsum/modules/runs"
@@ -31,6 +33,11 @@ type Envelope struct {
 type Result struct {
 	Envelope
 	Stats Stats `json:"-"`
+	// Revision is the feed revision read before the result was computed: the result is never
+	// older than it (SPEC §2.7). ValidUntil is the last moment none of its items changes with
+	// the time alone (zero: none can).
+	Revision   int64     `json:"-"`
+	ValidUntil time.Time `json:"-"`
 	// Evidence is kept for the scoped read's diagnostics trail and the console's runs page.
 	Evidence map[string]*runs.ConnectionEvidence `json:"-"`
 
@@ -67,34 +74,73 @@ type Feed struct {
 	catalog   catalog.Reader
 	evidence  runs.Evidence
 	metrics   *FeedMetrics
+	revisions Revisions
+}
+
+// Revisions is the port the feed reads the feed revision through (revision.Reader): one
+// statement on the primary key.
+type Revisions interface {
+	Current(ctx context.Context) (int64, error)
 }
 
 // NewFeed returns the Feed. evidence is the deep evidence (the projector's) that the runs and
-// diagnostics reads use.
-func NewFeed(p *Projector, c ResultCache, cat catalog.Reader, evidence runs.Evidence, m *FeedMetrics) *Feed {
-	return &Feed{projector: p, cache: c, catalog: cat, evidence: evidence, metrics: m}
+// diagnostics reads use; revs reads the feed revision that every answer is tagged with.
+func NewFeed(p *Projector, c ResultCache, cat catalog.Reader, evidence runs.Evidence, m *FeedMetrics, revs Revisions) *Feed {
+	return &Feed{projector: p, cache: c, catalog: cat, evidence: evidence, metrics: m, revisions: revs}
 }
 
-// Read answers a feed request: the overview through the cache, scoped and deep reads bypassing it.
+// Revision reads the current feed revision.
+func (f *Feed) Revision(ctx context.Context) (int64, error) { return f.revisions.Current(ctx) }
+
+// Now is the feed's clock (the projector's), which time-dependent fields are judged by.
+func (f *Feed) Now() time.Time { return f.projector.now() }
+
+// cacheKey is the cache key of an overview query at a revision: an entry is only ever served
+// for the revision it was computed at, so every write — on this replica or another — makes the
+// next read compute afresh, and a value computed while a write committed is filed under the
+// revision read before it, which the next read no longer asks for.
+func cacheKey(rev int64, q ListQuery) string {
+	return "r" + strconv.FormatInt(rev, 10) + " " + q.CacheKey()
+}
+
+// Read answers a feed request: the overview through the cache, scoped and deep reads bypassing
+// it. Every result carries the revision read first (it is never older than that revision) and
+// the moment its time-dependent fields stop being true; a cached result past that moment is
+// computed again.
 func (f *Feed) Read(ctx context.Context, fr FeedRequest) (*Result, Outcome, error) {
+	rev, err := f.revisions.Current(ctx)
+	if err != nil {
+		return nil, Bypass, err
+	}
+	stamp := func(r *Result, err error) (*Result, error) {
+		if err == nil {
+			r.Revision, r.ValidUntil = rev, ValidUntil(r.Items)
+		}
+		return r, err
+	}
 	var res *Result
-	var err error
 	outcome := Bypass
 	switch {
 	case fr.Scoped:
 		f.cache.CountBypass()
-		res, err = f.projector.Scoped(ctx, fr.Connection, false)
+		res, err = stamp(f.projector.Scoped(ctx, fr.Connection, false))
 		f.metrics.Observe(PipelineScoped, res, err)
 	case fr.List.Pipeline == PipelineDeep:
 		f.cache.CountBypass()
-		res, err = f.projector.List(ctx, fr.List)
+		res, err = stamp(f.projector.List(ctx, fr.List))
 		f.metrics.Observe(PipelineDeep, res, err)
 	default:
-		res, outcome, err = f.cache.Get(ctx, fr.List.CacheKey(), func(ctx context.Context) (*Result, error) {
-			r, err := f.projector.List(ctx, fr.List)
+		key := cacheKey(rev, fr.List)
+		compute := func(ctx context.Context) (*Result, error) {
+			r, err := stamp(f.projector.List(ctx, fr.List))
 			f.metrics.Observe(PipelineOverview, r, err)
 			return r, err
-		})
+		}
+		res, outcome, err = f.cache.Get(ctx, key, compute)
+		if err == nil && !res.ValidUntil.IsZero() && f.Now().After(res.ValidUntil) {
+			f.cache.Forget(key) // the clock changed an item since it was computed
+			res, outcome, err = f.cache.Get(ctx, key, compute)
+		}
 	}
 	f.metrics.CacheOutcome(outcome)
 	return res, outcome, err
@@ -128,6 +174,9 @@ type RunList struct {
 	Items        []runs.Summary `json:"data"`
 	HasMore      bool           `json:"has_more"`
 	NextCursor   *string        `json:"next_cursor"`
+	// Revision and ValidUntil are the Result's (SPEC §2.7).
+	Revision   int64     `json:"-"`
+	ValidUntil time.Time `json:"-"`
 }
 
 // Runs lists one page of a connection's runs newest first, optionally only one status. The
@@ -140,12 +189,16 @@ func (f *Feed) Runs(ctx context.Context, e *catalog.Entry, q RunsQuery) (*RunLis
 	if q.Limit <= 0 {
 		q.Limit = DefaultRunsLimit
 	}
+	rev, err := f.revisions.Current(ctx)
+	if err != nil {
+		return nil, err
+	}
 	// One more than the page: whether it exists is has_more.
 	evs, err := f.evidence.For(ctx, runs.Request{Entries: []catalog.Entry{*e}, History: q.Limit + 1, Status: q.Status, After: q.After})
 	if err != nil {
 		return nil, err
 	}
-	out := &RunList{Object: "list", ConnectionID: e.Connection.ConnectionID, Items: []runs.Summary{}}
+	out := &RunList{Object: "list", ConnectionID: e.Connection.ConnectionID, Items: []runs.Summary{}, Revision: rev}
 	if ev := evs[e.Connection.ConnectionID]; ev != nil {
 		out.Items = append(out.Items, ev.Runs[:min(len(ev.Runs), q.Limit)]...)
 		if len(ev.Runs) > q.Limit {
@@ -154,7 +207,24 @@ func (f *Feed) Runs(ctx context.Context, e *catalog.Entry, q RunsQuery) (*RunLis
 			out.NextCursor = &c
 		}
 	}
+	out.ValidUntil = runsValidUntil(out.Items, q.Status, f.Now())
 	return out, nil
+}
+
+// runsValidUntil is how long a page of runs stays true without a write: until its first run in
+// progress would be orphaned. A page of failed runs can gain one whenever any run of the
+// connection in progress is orphaned, which the page does not show: it is true only now.
+func runsValidUntil(items []runs.Summary, status string, now time.Time) time.Time {
+	if status == runs.StatusFailed {
+		return now
+	}
+	var until time.Time
+	for i := range items {
+		if t := items[i].TurnsAt; items[i].Status == runs.StatusInProgress && !t.IsZero() && (until.IsZero() || t.Before(until)) {
+			until = t
+		}
+	}
+	return until
 }
 
 // Diagnostics is the body of GET /_ref/connections/{id}/diagnostics.
@@ -246,7 +316,11 @@ func (f *Feed) FreshOverview(ctx context.Context, concurrency int) (*FreshOvervi
 	}
 	fo := &FreshOverview{Result: res, Diagnostics: FreshDiagnostics{Cache: Bypass, Statements: res.Stats.Statements,
 		Timings: res.Stats.StageMillis(), DifferingConnectionIDs: []string{}}}
-	if cached, ok := f.cache.Peek(q.CacheKey()); ok {
+	rev, err := f.revisions.Current(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if cached, ok := f.cache.Peek(cacheKey(rev, q)); ok {
 		diff := diffItems(cached.Items, res.Items)
 		differs := len(diff) > 0
 		fo.Diagnostics.DiffersFromCache, fo.Diagnostics.DifferingConnectionIDs = &differs, diff
@@ -299,6 +373,9 @@ type FleetHealth struct {
 	ByStatus    map[string]int    `json:"by_status"`
 	// Stats are the overview computation's (zero on a cache hit: no database work).
 	Stats Stats `json:"-"`
+	// Revision and ValidUntil are the overview's (SPEC §2.7): the counts change exactly when it does.
+	Revision   int64     `json:"-"`
+	ValidUntil time.Time `json:"-"`
 }
 
 // visibleStatuses are the statuses a feed row can have (a draft is never a row).
@@ -331,7 +408,8 @@ func (f *Feed) FleetHealth(ctx context.Context, connectorID string) (*FleetHealt
 	if err != nil {
 		return nil, outcome, err
 	}
-	fh := &FleetHealth{Object: "fleet_health", Evidence: f.projector.OverviewKind(), Connections: len(res.Items), Stats: res.Stats}
+	fh := &FleetHealth{Object: "fleet_health", Evidence: f.projector.OverviewKind(), Connections: len(res.Items), Stats: res.Stats,
+		Revision: res.Revision, ValidUntil: res.ValidUntil}
 	if connectorID != "" {
 		fh.ConnectorID = &connectorID
 	}

@@ -123,8 +123,7 @@ func queryArgs(c *fiber.Ctx) [][2]string {
 
 // setTimingHeaders writes Server-Timing and X-Summary-Cache.
 func setTimingHeaders(c *fiber.Ctx, st Stats, outcome Outcome, total time.Duration) {
-	ms := func(d time.Duration) string { return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 3, 64) }
-	c.Set("Server-Timing", fmt.Sprintf("db;dur=%s, project;dur=%s, total;dur=%s, cache;desc=%s", ms(st.DB()), ms(st.Project), ms(total), outcome))
+	c.Set("Server-Timing", fmt.Sprintf("db;dur=%s, project;dur=%s, total;dur=%s, cache;desc=%s", millis(st.DB()), millis(st.Project), millis(total), outcome))
 	c.Set("X-Summary-Cache", string(outcome))
 	c.Set("X-Summary-Statements", strconv.Itoa(st.Statements))
 }
@@ -133,6 +132,10 @@ func (h *Handlers) serveFeed(c *fiber.Ctx) error {
 	start := time.Now()
 	fr, err := ParseFeedQuery(queryArgs(c))
 	if err != nil {
+		return err
+	}
+	digest := h.feed.Digest(c)
+	if done, err := h.feed.NotModified(c, digest); done || err != nil {
 		return err
 	}
 	res, outcome, err := h.feed.Read(c.UserContext(), fr)
@@ -145,6 +148,7 @@ func (h *Handlers) serveFeed(c *fiber.Ctx) error {
 	}
 	body := res.Body()
 	setTimingHeaders(c, st, outcome, time.Since(start))
+	SetETag(c, res.Revision, res.ValidUntil, digest)
 	c.Set(fiber.HeaderContentType, httpx.ContentTypeJSON)
 	return c.Status(fiber.StatusOK).Send(body)
 }
@@ -212,6 +216,10 @@ func (h *Handlers) runs(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	digest := h.feed.Digest(c)
+	if done, err := h.feed.NotModified(c, digest); done || err != nil {
+		return err
+	}
 	e, err := h.connection(c)
 	if err != nil {
 		return err
@@ -220,6 +228,7 @@ func (h *Handlers) runs(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	SetETag(c, out.Revision, out.ValidUntil, digest)
 	return httpx.JSON(c, fiber.StatusOK, out)
 }
 
@@ -236,11 +245,16 @@ func (h *Handlers) fleetHealth(c *fiber.Ctx) error {
 	if filtered && !catalog.ValidConnectorID(connectorID) {
 		return httpx.Invalid("connector_id", "must match ^[a-z0-9][a-z0-9._-]{0,127}$")
 	}
+	digest := h.feed.Digest(c)
+	if done, err := h.feed.NotModified(c, digest); done || err != nil {
+		return err
+	}
 	fh, outcome, err := h.feed.FleetHealth(c.UserContext(), connectorID)
 	if err != nil {
 		return err
 	}
 	setTimingHeaders(c, fh.Stats, outcome, time.Since(start))
+	SetETag(c, fh.Revision, fh.ValidUntil, digest)
 	return httpx.JSON(c, fiber.StatusOK, fh)
 }
 

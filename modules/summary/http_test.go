@@ -449,8 +449,10 @@ func (h *feedHTTP) checkBadQueries() {
 	}
 }
 
-// TestFeedHTTPWrites: a connection write invalidates the overview at once, spine events do not,
-// and a run appended later shows in the trail of the connection it does not name.
+// TestFeedHTTPWrites: a connection write invalidates the overview at once, and so does an
+// append now (the cache key carries the feed revision, SPEC §2.7, which supersedes §4.7's
+// TTL-bounded staleness after spine events); a run appended later shows in the trail of the
+// connection it does not name.
 func TestFeedHTTPWrites(t *testing.T) {
 	for _, evidence := range feedSources {
 		t.Run(string(evidence), func(t *testing.T) {
@@ -470,6 +472,8 @@ func TestFeedHTTPWrites(t *testing.T) {
 				h.do("POST", "/_ref/spine/events", map[string]any{"events": []map[string]any{{"event_type": "run.started",
 					"occurred_at": time.Now().UTC().Format(time.RFC3339Nano), "run_id": "r_c", "connection_id": "cin_amz_c"}}}, 200)
 				r5, _, _ := h.feed("")
+				h.wantCache(r5, miss)
+				r5, _, _ = h.feed("")
 				h.wantCache(r5, hit)
 				// Keyless and naming cin_amz_c explicitly: a run naming another connection.
 				if got := h.candidates("cin_amz_a")["r_c"]; got != "false explicit_id_mismatch" {

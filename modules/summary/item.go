@@ -92,6 +92,65 @@ type Item struct {
 	LastSuccessfulRun    *runs.Summary     `json:"last_successful_run"`
 	Freshness            Freshness         `json:"freshness"`
 	Health               Health            `json:"health"`
+
+	// turns: see TurnsAt; turned: see TurnedAt. Not part of the JSON shape.
+	turns, turned time.Time
+}
+
+// TurnsAt is the last moment at which the item is still what it is without a write: after it,
+// the clock alone changes it (a run in progress becomes orphaned, a current connection becomes
+// stale). Zero when no field of the item depends on the time.
+func (it *Item) TurnsAt() time.Time { return it.turns }
+
+// TurnedAt is the moment the clock alone last changed the item (its run was orphaned, it went
+// stale by age): a client that last heard of it before then has missed a change. Zero when the
+// item is what it was made by its writes alone.
+func (it *Item) TurnedAt() time.Time { return it.turned }
+
+// timeBounds sets it.turns and it.turned from the item's run fields and freshness (SPEC §4.1 rule
+// 2, §4.4): the two ways the clock changes an item.
+func timeBounds(it *Item, maxStaleness int64) {
+	earliest := func(t time.Time) {
+		if !t.IsZero() && (it.turns.IsZero() || t.Before(it.turns)) {
+			it.turns = t
+		}
+	}
+	latest := func(t time.Time) {
+		if !t.IsZero() && t.After(it.turned) {
+			it.turned = t
+		}
+	}
+	if r := it.LastRun; r != nil && !r.TurnsAt.IsZero() {
+		switch {
+		case r.Status == runs.StatusInProgress:
+			earliest(r.TurnsAt)
+		case r.FailureReason != nil && *r.FailureReason == runs.OrphanedReason:
+			latest(r.TurnsAt)
+		}
+	}
+	if maxStaleness > 0 && it.Freshness.CapturedAt != "" {
+		if captured, err := time.Parse(bootstrap.TimeFormat, it.Freshness.CapturedAt); err == nil {
+			limit := captured.Add(time.Duration(maxStaleness) * time.Second)
+			switch {
+			case it.Freshness.Status == "current":
+				earliest(limit)
+			case it.Health.Reason == ReasonMaxStaleness:
+				latest(limit)
+			}
+		}
+	}
+}
+
+// ValidUntil is the last moment at which none of items changes with the time alone (the
+// earliest TurnsAt); zero when none can.
+func ValidUntil(items []Item) time.Time {
+	var until time.Time
+	for i := range items {
+		if t := items[i].turns; !t.IsZero() && (until.IsZero() || t.Before(until)) {
+			until = t
+		}
+	}
+	return until
 }
 
 // Input is everything one item is built from.
@@ -142,6 +201,7 @@ func Project(in Input) Item {
 	}
 	it.Freshness = freshness(it.LastRun, it.LastSuccessfulRun, k.MaxStalenessSeconds(), in.Now)
 	it.Health = health(conn.Status, it.LastRun, it.Freshness, k.MaxStalenessSeconds())
+	timeBounds(&it, k.MaxStalenessSeconds())
 	return it
 }
 

@@ -9,6 +9,7 @@ import (
 	"connsum/modules/bootstrap"
 	"connsum/modules/catalog"
 	"connsum/modules/httpx"
+	"connsum/modules/revision"
 )
 
 // Options configures the overview cache.
@@ -48,6 +49,7 @@ var Module = fx.Module("summary",
 		func(c ResultCache) catalog.ChangeNotifier { return c },
 		NewFeedMetrics,
 		fx.Annotate(NewProjector, fx.ParamTags(``, ``, ``, `name:"overview"`)),
+		func(db *bun.DB) Revisions { return revision.Reader{DB: db} },
 		NewFeed,
 		fx.Annotate(NewHandlers, fx.As(new(httpx.Registrar)), fx.ResultTags(`group:"routes"`)),
 	),

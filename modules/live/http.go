@@ -1,0 +1,160 @@
+package live
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"connsum/modules/catalog"
+	"connsum/modules/httpx"
+)
+
+// Handlers serves the change stream.
+type Handlers struct {
+	hub *Hub
+	o   Options
+}
+
+// NewHandlers returns the stream's handlers over hub.
+func NewHandlers(hub *Hub, o Options) *Handlers { return &Handlers{hub: hub, o: o.WithDefaults()} }
+
+// Routes implements httpx.Registrar.
+func (h *Handlers) Routes() []httpx.Route {
+	return []httpx.Route{{Method: fiber.MethodGet, Path: "/_ref/connectors/stream", Access: httpx.Owner, Handler: h.stream}}
+}
+
+var streamParams = map[string]bool{"connector_id": true, "connection": true, "last_event_id": true}
+
+// ParseStreamQuery validates the stream's query and its resume position: the Last-Event-ID
+// header (what a reconnecting EventSource sends) or else ?last_event_id= (what a page that just
+// fetched the list at a revision passes on its first connection).
+func ParseStreamQuery(args [][2]string, lastEventID string) (Filter, *Position, error) {
+	var f Filter
+	seen := map[string]string{}
+	for _, kv := range args {
+		if !streamParams[kv[0]] {
+			return f, nil, httpx.Invalid(kv[0], "unknown query parameter")
+		}
+		if _, dup := seen[kv[0]]; dup {
+			return f, nil, httpx.Invalid(kv[0], "must be given at most once")
+		}
+		seen[kv[0]] = kv[1]
+	}
+	if v, ok := seen["connector_id"]; ok {
+		if !catalog.ValidConnectorID(v) {
+			return f, nil, httpx.Invalid("connector_id", "must match ^[a-z0-9][a-z0-9._-]{0,127}$")
+		}
+		f.ConnectorID = v
+	}
+	if v, ok := seen["connection"]; ok {
+		if v == "" || len(v) > 256 {
+			return f, nil, httpx.Invalid("connection", "must be a connection id")
+		}
+		if f.ConnectorID != "" {
+			return f, nil, httpx.Invalid("connection", "cannot be combined with connector_id")
+		}
+		f.ConnectionID = v
+	}
+	field, raw := "Last-Event-ID", lastEventID
+	if raw == "" {
+		field, raw = "last_event_id", seen["last_event_id"]
+	}
+	if raw == "" {
+		return f, nil, nil
+	}
+	p, ok := ParsePosition(raw)
+	if !ok {
+		return f, nil, httpx.Invalid(field, "must be an event id of this stream (<revision>.<ms>) or a revision")
+	}
+	return f, &p, nil
+}
+
+// errFull is the 503 of a stream over live.max_subscribers.
+var errFull = &httpx.Error{Status: fiber.StatusServiceUnavailable, Code: "unavailable", Message: "too many open streams; retry shortly"}
+
+// stream serves GET /_ref/connectors/stream as Server-Sent Events. The handler returns at once;
+// fasthttp then runs the body writer, which ends when the client leaves (a write fails), when
+// the hub ends the subscription (slow, resync, shutdown), or when a write to a client that
+// stopped reading outlasts WriteTimeout.
+func (h *Handlers) stream(c *fiber.Ctx) error {
+	var args [][2]string
+	c.Context().QueryArgs().VisitAll(func(k, v []byte) { args = append(args, [2]string{string(k), string(v)}) })
+	f, from, err := ParseStreamQuery(args, c.Get("Last-Event-ID"))
+	if err != nil {
+		return err
+	}
+	sub, err := h.hub.Subscribe(f, from)
+	if errors.Is(err, ErrFull) || errors.Is(err, ErrClosed) {
+		c.Set(fiber.HeaderRetryAfter, "2")
+		return errFull
+	}
+	if err != nil {
+		return err
+	}
+	c.Set(fiber.HeaderContentType, "text/event-stream; charset=utf-8")
+	c.Set(fiber.HeaderCacheControl, "no-store")
+	c.Set("X-Accel-Buffering", "no") // a proxy must pass events on as they come
+	if c.Method() == fiber.MethodHead {
+		sub.Close()
+		return c.SendStatus(fiber.StatusOK)
+	}
+	conn := c.Context().Conn()
+	heartbeat, writeTimeout := h.o.Heartbeat, h.o.WriteTimeout
+	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
+		defer sub.Close()
+		tick := time.NewTicker(heartbeat)
+		defer tick.Stop()
+		// A reconnecting client waits this long (ms) before it tries again.
+		if _, err := w.WriteString("retry: 2000\n\n"); err != nil || flush(w, conn, writeTimeout) != nil {
+			return
+		}
+		for {
+			select {
+			case e, ok := <-sub.Events():
+				if !ok {
+					return // the hub ended it; a resync event was queued before when one is due
+				}
+				writeEvent(w, e)
+				// Write what else is queued before flushing: one flush per burst.
+				for more := true; more; {
+					select {
+					case e, ok := <-sub.Events():
+						if !ok {
+							_ = flush(w, conn, writeTimeout)
+							return
+						}
+						writeEvent(w, e)
+					default:
+						more = false
+					}
+				}
+			case <-tick.C:
+				_, _ = w.WriteString(": heartbeat\n\n")
+			}
+			if flush(w, conn, writeTimeout) != nil {
+				return
+			}
+		}
+	})
+	return nil
+}
+
+func writeEvent(w *bufio.Writer, e *Event) {
+	if e.ID != "" {
+		_, _ = w.WriteString("id: " + e.ID + "\n")
+	}
+	_, _ = w.WriteString("event: " + e.Type + "\ndata: ")
+	_, _ = w.Write(e.Data) // one line: JSON has no raw newline
+	_, _ = w.WriteString("\n\n")
+}
+
+// flush sends what is buffered, within timeout of now.
+func flush(w *bufio.Writer, conn net.Conn, timeout time.Duration) error {
+	if conn != nil {
+		_ = conn.SetWriteDeadline(time.Now().Add(timeout))
+	}
+	return w.Flush()
+}
