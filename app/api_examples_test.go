@@ -72,7 +72,8 @@ type exchangeRecorder struct {
 
 func (r *exchangeRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	body, _ := io.ReadAll(req.Body)
-	out, err := http.NewRequest(req.Method, r.target+req.URL.RequestURI(), bytes.NewReader(body))
+	// The client's context: a stream ends upstream when the example's curl leaves.
+	out, err := http.NewRequestWithContext(req.Context(), req.Method, r.target+req.URL.RequestURI(), bytes.NewReader(body))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
@@ -84,12 +85,36 @@ func (r *exchangeRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	defer resp.Body.Close()
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		// An event stream never ends by itself: record it as it starts (its body is not part of
+		// the document), then pass the events on as they come until the client leaves.
+		r.record(req, body, resp, nil)
+		for k, v := range resp.Header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(resp.StatusCode)
+		buf := make([]byte, 4096)
+		for {
+			n, err := resp.Body.Read(buf)
+			if n > 0 {
+				_, _ = w.Write(buf[:n])
+				w.(http.Flusher).Flush()
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
 	respBody, _ := io.ReadAll(resp.Body)
 	for k, v := range resp.Header {
 		w.Header()[k] = v
 	}
 	w.WriteHeader(resp.StatusCode)
 	_, _ = w.Write(respBody)
+	r.record(req, body, resp, respBody)
+}
+
+func (r *exchangeRecorder) record(req *http.Request, body []byte, resp *http.Response, respBody []byte) {
 	var reqBody []byte
 	if len(body) > 0 {
 		reqBody = body

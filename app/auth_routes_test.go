@@ -89,6 +89,11 @@ func TestEveryRouteAuthMatrix(t *testing.T) {
 				continue
 			}
 			path := params.Replace(rt.path)
+			if path == "/_ref/connectors/stream" {
+				// Past the guard the stream would never end (app.Test reads whole answers): a bad
+				// resume position makes it a 400 instead.
+				path += "?last_event_id=not-an-id"
+			}
 			for _, cr := range creds {
 				t.Run(rt.method+" "+rt.path+" "+cr.name, func(t *testing.T) {
 					var body any

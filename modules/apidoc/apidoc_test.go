@@ -118,7 +118,8 @@ func TestValidationIsStrict(t *testing.T) {
 		return `{"object":"list","data":[` + it + `],"has_more":false,"next_cursor":null}`
 	}
 	feedHeaders := http.Header{"Content-Type": {"application/json; charset=utf-8"}, "X-Summary-Cache": {"off"}, "X-Summary-Statements": {"3"},
-		"Server-Timing": {"db;dur=0.100, project;dur=0.010, total;dur=0.200, cache;desc=off"}}
+		"Server-Timing": {"db;dur=0.100, project;dur=0.010, total;dur=0.200, cache;desc=off"},
+		"Etag":          {`"r7.0.NakY-HINCko3"`}, "Cache-Control": {"private, no-cache"}}
 	ok := apidoctest.Exchange{Method: "GET", URL: "/_ref/connectors", RequestHeader: owner, Status: 200, ResponseHeader: feedHeaders, ResponseBody: []byte(feed(item))}
 	if res := d.Check(ok, apidoctest.Options{}); res.Request != nil || res.Response != nil || res.Operation != "GET /_ref/connectors" {
 		t.Fatalf("a valid exchange is refused: %+v", res)

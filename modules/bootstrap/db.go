@@ -210,3 +210,25 @@ func redact(err error) error {
 	}
 	return err
 }
+
+// ConnectOwn opens one PostgreSQL connection of its own, outside the pool, configured like the
+// pool's (postgresConfig): for a session that waits for a long time (the change stream's LISTEN),
+// which must never take a connection the requests need.
+func ConnectOwn(ctx context.Context, rawURL string, pool PoolOptions) (*pgx.Conn, error) {
+	d, dsn, err := ParseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	if d != Postgres {
+		return nil, fmt.Errorf("bootstrap: %s has no connections of its own", d)
+	}
+	cfg, err := postgresConfig(dsn, pool)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap: connect: %w", redact(err))
+	}
+	return conn, nil
+}

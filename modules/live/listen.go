@@ -2,11 +2,10 @@ package live
 
 import (
 	"context"
-	"database/sql/driver"
 	"log/slog"
 	"time"
 
-	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/jackc/pgx/v5"
 	"github.com/uptrace/bun"
 
 	"connsum/modules/bootstrap"
@@ -14,11 +13,11 @@ import (
 )
 
 // Listen follows PostgreSQL's NOTIFY channel of the feed (revision.Channel) on a connection of
-// its own until ctx ends, and signals the returned channel for every notification — a commit on
+// its own (connect; never one of the pool, which the requests need) until ctx ends, and signals the returned channel for every notification — a commit on
 // any replica — and after every (re)connection, since notifications sent while it was not
 // listening are lost (the hub then recovers them from the revision). On SQLite it returns nil:
 // SQLite is single-process, and the in-process watcher (revision.Watch) sees every commit.
-func Listen(ctx context.Context, db *bun.DB, log *slog.Logger) <-chan struct{} {
+func Listen(ctx context.Context, db *bun.DB, connect func(context.Context) (*pgx.Conn, error), log *slog.Logger) <-chan struct{} {
 	if bootstrap.DialectOf(db) != bootstrap.Postgres {
 		return nil
 	}
@@ -32,7 +31,7 @@ func Listen(ctx context.Context, db *bun.DB, log *slog.Logger) <-chan struct{} {
 	go func() {
 		backoff := 100 * time.Millisecond
 		for ctx.Err() == nil {
-			err := listenOnce(ctx, db, signal)
+			err := listenOnce(ctx, connect, signal)
 			if ctx.Err() != nil {
 				return
 			}
@@ -48,24 +47,20 @@ func Listen(ctx context.Context, db *bun.DB, log *slog.Logger) <-chan struct{} {
 	return out
 }
 
-func listenOnce(ctx context.Context, db *bun.DB, signal func()) error {
-	conn, err := db.Conn(ctx)
+func listenOnce(ctx context.Context, connect func(context.Context) (*pgx.Conn, error), signal func()) error {
+	conn, err := connect(ctx)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	return conn.Raw(func(dc any) error {
-		pc := dc.(*stdlib.Conn).Conn()
-		if _, err := pc.Exec(ctx, "LISTEN "+revision.Channel); err != nil {
-			return driver.ErrBadConn
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, "LISTEN "+revision.Channel); err != nil {
+		return err
+	}
+	signal() // whatever was committed while nobody listened
+	for {
+		if _, err := conn.WaitForNotification(ctx); err != nil {
+			return err
 		}
-		signal() // whatever was committed while nobody listened
-		for {
-			if _, err := pc.WaitForNotification(ctx); err != nil {
-				// Never hand a listening (or broken) connection back to the pool.
-				return driver.ErrBadConn
-			}
-			signal()
-		}
-	})
+		signal()
+	}
 }

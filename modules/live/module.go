@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/uptrace/bun"
 	"go.uber.org/fx"
 
@@ -16,14 +17,17 @@ import (
 // NewServiceHub returns the service's hub over its database and projector, following the feed
 // from the start of the service to its stop: woken by this process's commits (revision.Watch),
 // by NOTIFY from every replica (Listen, PostgreSQL) and by its poll.
-func NewServiceHub(lc fx.Lifecycle, db *bun.DB, p *summary.Projector, now bootstrap.Clock, o Options, log *slog.Logger, _ *bootstrap.Ready) *Hub {
+func NewServiceHub(lc fx.Lifecycle, db *bun.DB, bo bootstrap.Options, p *summary.Projector, now bootstrap.Clock, o Options, log *slog.Logger, _ *bootstrap.Ready) *Hub {
 	h := NewHub(p, revision.Reader{DB: db}, now, o, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	lc.Append(fx.Hook{
 		OnStart: func(context.Context) error {
 			local, unwatch := revision.Watch(db)
-			remote := Listen(ctx, db, log)
+			remote := Listen(ctx, db, func(ctx context.Context) (*pgx.Conn, error) {
+				// Bounded like every connect (db.connect_timeout), never a pooled connection.
+				return bootstrap.ConnectOwn(ctx, bo.URL, bo.Pool)
+			}, log)
 			go func() {
 				defer close(done)
 				defer unwatch()

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/uptrace/bun"
 
@@ -73,4 +74,18 @@ func AllEntries(t testing.TB, ctx context.Context, db bun.IDB, cat *catalog.Stor
 		out = append(out, *e)
 	}
 	return out
+}
+
+// RequireRebuildFixesNothing rebuilds db's read model from the log and fails the test when the
+// rebuild had to fix anything: the maintained model was not what the log says.
+func RequireRebuildFixesNothing(t testing.TB, ctx context.Context, db *bun.DB, now func() time.Time) *runs.RebuildReport {
+	t.Helper()
+	rep, err := runs.NewReadModel(db, runs.Options{}, now).Rebuild(ctx, db, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.RunsInserted+rep.RunsChanged+rep.RunsRemoved+rep.HeadsFixed != 0 {
+		t.Errorf("a rebuild from the log fixed the maintained model: %+v", rep)
+	}
+	return rep
 }
