@@ -361,7 +361,13 @@ func RunBrowser(ctx context.Context, cfg BrowserConfig, drv Browser, progress io
 				cancel()
 				for i := range results {
 					results[i].Run, results[i].Template = run, template
-					results[i].Misses = rep.Targets.Check(results[i])
+					// SPEC §8's timing targets are for unthrottled loopback; a throttled view is
+					// held to the budgets only, so its verdict lists the machine-independent misses.
+					if results[i].Throttled {
+						results[i].Misses = rep.Targets.Failures(results[i])
+					} else {
+						results[i].Misses = rep.Targets.Check(results[i])
+					}
 					results[i].Pass = len(results[i].Misses) == 0
 				}
 				rep.Routes = append(rep.Routes, results...)
@@ -459,7 +465,7 @@ func (r *BrowserReport) Print(w io.Writer) {
 		budgets = "built-in (no failed request, no console error, ≤ 1 data fetch)"
 	}
 	fmt.Fprintf(w, "runs %d per route and viewport; throttling %v; budgets %s\n", r.Runs, onOff(r.Throttled), budgets)
-	fmt.Fprintf(w, "targets (verdict column): ttfb ≤ %g ms, lcp ≤ %g ms, failed requests ≤ %d, console errors ≤ %d, data fetches ≤ %d per navigation\n",
+	fmt.Fprintf(w, "targets (verdict column; timings on unthrottled views only): ttfb ≤ %g ms, lcp ≤ %g ms, failed requests ≤ %d, console errors ≤ %d, data fetches ≤ %d per navigation\n",
 		t.TTFBMs, t.LCPMs, t.FailedRequests, t.ConsoleErrors, t.DataFetchesPerNavigation)
 	rw := len("route")
 	for _, x := range r.Routes {
