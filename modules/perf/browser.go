@@ -219,6 +219,9 @@ type RouteResult struct {
 	// INPMs is the INP of the scripted interactions (cold views only); null when none gave a latency.
 	INPMs        *float64            `json:"inp_ms"`
 	Interactions []InteractionResult `json:"interactions,omitempty"`
+	// InteractionErrors are the failed requests, console and page errors while the interactions ran
+	// (and on the pages they opened); each counts as a console error of the view.
+	InteractionErrors []string `json:"interaction_errors,omitempty"`
 	// TransferBytes is the sum of the encoded bytes of every request (Network.loadingFinished).
 	TransferBytes      int64            `json:"transfer_bytes"`
 	Throttled          bool             `json:"throttled,omitempty"`
@@ -290,7 +293,7 @@ func (t BrowserTargets) Failures(r RouteResult) []string {
 	if n := len(r.FailedRequests); n > t.FailedRequests {
 		out = append(out, fmt.Sprintf("failed requests %d>%d", n, t.FailedRequests))
 	}
-	if n := r.ConsoleErrors + len(r.PageErrors); n > t.ConsoleErrors {
+	if n := r.ConsoleErrors + len(r.PageErrors) + len(r.InteractionErrors); n > t.ConsoleErrors {
 		out = append(out, fmt.Sprintf("console errors %d>%d", n, t.ConsoleErrors))
 	}
 	if r.DataFetchCount > t.DataFetchesPerNavigation {
@@ -957,6 +960,31 @@ func (v *visitRecorder) fill(r *RouteResult, doc network.RequestID, route string
 		}
 		r.ConsoleMessages = append(r.ConsoleMessages, m)
 	}
+}
+
+// problems lists what went wrong since the last reset: failed (not aborted) requests, console
+// errors not caused by one of those, and uncaught page errors. The interaction phase uses it.
+func (v *visitRecorder) problems() []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var out []string
+	for _, id := range v.order {
+		if q := v.requests[id]; q.failed && !q.canceled {
+			out = append(out, "failed request "+q.url+": "+q.errText)
+		}
+	}
+	for _, c := range v.console {
+		if q, ok := v.requests[c.requestID]; ok && c.requestID != "" && q.failed {
+			continue
+		}
+		if c.msg.Level == "error" {
+			out = append(out, "console error: "+c.msg.Text)
+		}
+	}
+	for _, e := range v.errors {
+		out = append(out, "page error: "+e.Text)
+	}
+	return out
 }
 
 // isDataFetch says whether raw is a request for the route's own data: the same path with _data= in

@@ -163,12 +163,14 @@ func TestBrowserINPFromScriptedInteractions(t *testing.T) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprint(w, fixtureHead+`<h1>Interactive</h1><p><a id="next" href="/other?health=failing">failing</a></p>
 <button id="slow" style="width:200px;height:60px">slow</button><output id="out"></output>
+<button id="bad">bad</button>
 <script>
 document.getElementById('slow').addEventListener('click', () => {
   const end = performance.now() + 100;
   while (performance.now() < end) {}
   document.getElementById('out').textContent = 'clicked ' + Date.now();
 });
+document.getElementById('bad').addEventListener('click', () => console.error('interaction boom'));
 </script></body></html>`)
 	})
 	srv := httptest.NewServer(mux)
@@ -177,15 +179,16 @@ document.getElementById('slow').addEventListener('click', () => {
 		{Name: "health filter", Click: `a[href*="health="]`},
 		{Name: "slow button", Click: "#slow"},
 		{Name: "search", Type: "input[name=q]", Text: "ama"},
+		{Name: "bad button", Click: "#bad"},
 	}
 	for _, name := range []string{"desktop", "mobile"} {
 		vp, _ := ViewportByName(name)
 		trace := filepath.Join(t.TempDir(), "trace.json")
 		r := visitFixture(t, srv.URL, "/page", CDPOptions{}, RouteSpec{Viewport: vp, Interactions: interactions, TraceFile: trace})[0]
-		if len(r.Interactions) != 3 {
+		if len(r.Interactions) != 4 {
 			t.Fatalf("%s: interactions %+v", name, r.Interactions)
 		}
-		nav, slow, search := r.Interactions[0], r.Interactions[1], r.Interactions[2]
+		nav, slow, search, bad := r.Interactions[0], r.Interactions[1], r.Interactions[2], r.Interactions[3]
 		if nav.Outcome != "ok" || !nav.Navigated {
 			t.Errorf("%s: link click %+v, want ok and navigated", name, nav)
 		}
@@ -194,6 +197,12 @@ document.getElementById('slow').addEventListener('click', () => {
 		}
 		if search.Outcome != "skipped" || !strings.Contains(search.Note, "input[name=q]") {
 			t.Errorf("%s: search %+v, want skipped naming the selector", name, search)
+		}
+		if bad.Outcome != "ok" || len(r.InteractionErrors) != 1 || r.InteractionErrors[0] != "bad button: console error: interaction boom" {
+			t.Errorf("%s: bad button %+v, interaction errors %q: want the console error named", name, bad, r.InteractionErrors)
+		}
+		if m, _ := metricByName("console_errors"); r.ConsoleErrors != 0 || func() float64 { v, _ := m.value(r); return v }() != 1 {
+			t.Errorf("%s: console errors of the load %d, of the view %v: want 0 and 1", name, r.ConsoleErrors, r.InteractionErrors)
 		}
 		if r.INPMs == nil || *r.INPMs < 100 {
 			t.Errorf("%s: inp = %v, want ≥ 100 ms", name, r.INPMs)

@@ -101,7 +101,9 @@ var browserMetrics = []metricDef{
 	{"request_count", false, func(r RouteResult) (float64, bool) { return float64(r.RequestCount), true }},
 	{"transfer_bytes", false, func(r RouteResult) (float64, bool) { return float64(r.TransferBytes), true }},
 	{"data_fetches", true, func(r RouteResult) (float64, bool) { return float64(r.DataFetchCount), true }},
-	{"console_errors", true, func(r RouteResult) (float64, bool) { return float64(r.ConsoleErrors + len(r.PageErrors)), true }},
+	{"console_errors", true, func(r RouteResult) (float64, bool) {
+		return float64(r.ConsoleErrors + len(r.PageErrors) + len(r.InteractionErrors)), true
+	}},
 	{"failed_requests", true, func(r RouteResult) (float64, bool) { return float64(len(r.FailedRequests)), true }},
 }
 
@@ -353,12 +355,7 @@ func (b BudgetsFile) Judge(samples []RouteResult) []GroupSummary {
 				Text: fmt.Sprintf("route failed in %d of %d runs: %s", len(g.Failures), len(rs), strings.Join(g.Failures, "; "))})
 		}
 		for _, m := range browserMetrics {
-			var xs []float64
-			for _, r := range ok {
-				if v, present := m.value(r); present {
-					xs = append(xs, v)
-				}
-			}
+			xs := metricSamples(m, ok)
 			limit, budgeted := g.Limits[m.name]
 			if len(xs) == 0 {
 				// A visit that painted nothing has no FCP/LCP: with a budget that is a breach. INP

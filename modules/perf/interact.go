@@ -183,6 +183,9 @@ func (b *CDPBrowser) interact(ctx context.Context, rec *visitRecorder, spec Rout
 				ir.Note = "no Event Timing entry (under 16 ms, or the page navigated before its next paint)"
 			}
 		}
+		for _, p := range rec.problems() {
+			r.InteractionErrors = append(r.InteractionErrors, in.Name+": "+p)
+		}
 		r.Interactions = append(r.Interactions, ir)
 	}
 	r.INPMs = INP(all)
