@@ -52,10 +52,16 @@ func LoadBaseline(file string) ([]RouteResult, error) {
 		return nil, fmt.Errorf("baseline: %w", err)
 	}
 	var rep struct {
+		Schema string        `json:"schema"`
 		Routes []RouteResult `json:"routes"`
 	}
 	if err := json.Unmarshal(raw, &rep); err != nil {
 		return nil, fmt.Errorf("baseline %s: %w", file, err)
+	}
+	// An older report lacks metrics (TBT, INP, transfer bytes) that would read as zeros and make
+	// every run look like a regression.
+	if rep.Schema != BrowserSchema {
+		return nil, fmt.Errorf("baseline %s: schema %q, want %q (measure the baseline again with this build)", file, rep.Schema, BrowserSchema)
 	}
 	return rep.Routes, nil
 }

@@ -217,6 +217,19 @@ func TestCompareBaseline(t *testing.T) {
 	}
 }
 
+func TestLoadBaselineRefusesAnOlderSchema(t *testing.T) {
+	dir := t.TempDir()
+	old, cur := filepath.Join(dir, "v1.json"), filepath.Join(dir, "v2.json")
+	os.WriteFile(old, []byte(`{"schema":"connsum.bench.browser/v1","routes":[{"route":"/d","status":200}]}`), 0o644)
+	os.WriteFile(cur, []byte(`{"schema":"`+BrowserSchema+`","routes":[{"route":"/d","status":200,"run":1}]}`), 0o644)
+	if _, err := LoadBaseline(old); err == nil || !strings.Contains(err.Error(), "measure the baseline again") {
+		t.Errorf("v1 baseline: err = %v", err)
+	}
+	if rs, err := LoadBaseline(cur); err != nil || len(rs) != 1 || rs[0].Run != 1 {
+		t.Errorf("v2 baseline: %+v, %v", rs, err)
+	}
+}
+
 func TestJUnitOfAReport(t *testing.T) {
 	rep := &BrowserReport{At: "2026-12-01T00:00:00Z", Groups: []GroupSummary{
 		{Route: "/a", Viewport: "desktop", View: "cold", Runs: 3, Values: map[string]float64{"lcp_ms": 90}},
