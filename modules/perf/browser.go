@@ -783,7 +783,7 @@ type visitRecorder struct {
 	errors   []PageError
 	loaded   chan struct{}
 	isLoaded bool
-	// navRequested is set when the page asked for a navigation (a link was followed).
+	// navRequested is set when a navigation to another document started (a link was followed).
 	navRequested bool
 	// trace collects Tracing.dataCollected while a trace runs; traceDone closes at tracingComplete.
 	trace     []jsonv2.Value
@@ -866,8 +866,13 @@ func (v *visitRecorder) handle(ev any) {
 			}
 			v.errors = append(v.errors, PageError{Text: text, URL: d.URL, Line: d.LineNumber + 1, Column: d.ColumnNumber + 1})
 		}
-	case *page.EventFrameRequestedNavigation, *page.EventFrameStartedNavigating:
-		v.navRequested = true
+	case *page.EventFrameStartedNavigating:
+		// A fragment link or history.pushState stays in the document: no load event follows.
+		switch e.NavigationType {
+		case page.FrameStartedNavigatingNavigationTypeSameDocument, page.FrameStartedNavigatingNavigationTypeHistorySameDocument:
+		default:
+			v.navRequested = true
+		}
 	case *tracing.EventDataCollected:
 		v.trace = append(v.trace, e.Value...)
 	case *tracing.EventTracingComplete:

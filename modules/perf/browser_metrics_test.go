@@ -163,7 +163,7 @@ func TestBrowserINPFromScriptedInteractions(t *testing.T) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprint(w, fixtureHead+`<h1>Interactive</h1><p><a id="next" href="/other?health=failing">failing</a></p>
 <button id="slow" style="width:200px;height:60px">slow</button><output id="out"></output>
-<button id="bad">bad</button>
+<button id="bad">bad</button> <a id="anchor" href="#bottom">to the bottom</a> <a id="push" href="/pushed">pushState</a>
 <script>
 document.getElementById('slow').addEventListener('click', () => {
   const end = performance.now() + 100;
@@ -171,6 +171,7 @@ document.getElementById('slow').addEventListener('click', () => {
   document.getElementById('out').textContent = 'clicked ' + Date.now();
 });
 document.getElementById('bad').addEventListener('click', () => console.error('interaction boom'));
+document.getElementById('push').addEventListener('click', e => { e.preventDefault(); history.pushState({}, '', '/page?health=ok'); });
 </script></body></html>`)
 	})
 	srv := httptest.NewServer(mux)
@@ -180,12 +181,14 @@ document.getElementById('bad').addEventListener('click', () => console.error('in
 		{Name: "slow button", Click: "#slow"},
 		{Name: "search", Type: "input[name=q]", Text: "ama"},
 		{Name: "bad button", Click: "#bad"},
+		{Name: "fragment link", Click: "#anchor"},
+		{Name: "client-side route", Click: "#push"},
 	}
 	for _, name := range []string{"desktop", "mobile"} {
 		vp, _ := ViewportByName(name)
 		trace := filepath.Join(t.TempDir(), "trace.json")
 		r := visitFixture(t, srv.URL, "/page", CDPOptions{}, RouteSpec{Viewport: vp, Interactions: interactions, TraceFile: trace})[0]
-		if len(r.Interactions) != 4 {
+		if len(r.Interactions) != 6 {
 			t.Fatalf("%s: interactions %+v", name, r.Interactions)
 		}
 		nav, slow, search, bad := r.Interactions[0], r.Interactions[1], r.Interactions[2], r.Interactions[3]
@@ -203,6 +206,11 @@ document.getElementById('bad').addEventListener('click', () => console.error('in
 		}
 		if m, _ := metricByName("console_errors"); r.ConsoleErrors != 0 || func() float64 { v, _ := m.value(r); return v }() != 1 {
 			t.Errorf("%s: console errors of the load %d, of the view %v: want 0 and 1", name, r.ConsoleErrors, r.InteractionErrors)
+		}
+		for _, same := range r.Interactions[4:] {
+			if same.Outcome != "ok" || same.Navigated {
+				t.Errorf("%s: %+v, want ok without a navigation (the document stays)", name, same)
+			}
 		}
 		if r.INPMs == nil || *r.INPMs < 100 {
 			t.Errorf("%s: inp = %v, want ≥ 100 ms", name, r.INPMs)
