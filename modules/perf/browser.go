@@ -378,7 +378,7 @@ const vitalsScript = `(() => {
     const k = e.interactionId + ' ' + e.name + ' ' + e.startTime;
     if (seen.has(k)) return;
     seen.add(k);
-    v.events.push({interaction_id: e.interactionId, name: e.name, start_ms: e.startTime, duration_ms: e.duration});
+    v.events.push({doc: performance.timeOrigin, interaction_id: e.interactionId, name: e.name, start_ms: e.startTime, duration_ms: e.duration});
   };
   watch('event', ev, {durationThreshold: 16});
   watch('first-input', ev);

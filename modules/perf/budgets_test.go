@@ -51,14 +51,19 @@ func TestINP(t *testing.T) {
 	if INP(nil) != nil {
 		t.Error("INP without interactions must be nil")
 	}
-	evs := []EventTiming{{1, "pointerdown", 0, 24}, {1, "click", 2, 40}, {2, "keydown", 500, 16}, {0, "mousemove", 0, 300}}
+	evs := []EventTiming{{1, 1, "pointerdown", 0, 24}, {1, 1, "click", 2, 40}, {1, 2, "keydown", 500, 16}, {1, 0, "mousemove", 0, 300}}
 	if got := INP(evs); got == nil || *got != 40 {
 		t.Errorf("inp = %v, want 40 (the worst interaction, entries without an interaction id ignored)", got)
+	}
+	// The same id in another document (a page the tab went on to) is another interaction.
+	lat := InteractionLatencies(append(evs, EventTiming{2, 1, "click", 0, 200}))
+	if len(lat) != 3 || lat[InteractionKey{1, 1}] != 40 || lat[InteractionKey{2, 1}] != 200 {
+		t.Errorf("latencies %v", lat)
 	}
 	// 100 interactions: the two worst are outliers (one per 50), the third worst is the INP.
 	evs = nil
 	for i := 1; i <= 100; i++ {
-		evs = append(evs, EventTiming{int64(i), "click", float64(i), float64(i)})
+		evs = append(evs, EventTiming{1, int64(i), "click", float64(i), float64(i)})
 	}
 	if got := INP(evs); got == nil || *got != 98 {
 		t.Errorf("inp of 100 interactions = %v, want 98", got)

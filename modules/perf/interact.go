@@ -121,10 +121,10 @@ const interactionPolls = 5
 // r.INPMs from the Event Timing entries.
 func (b *CDPBrowser) interact(ctx context.Context, rec *visitRecorder, spec RouteSpec, pageURL string, r *RouteResult) {
 	_, _ = chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => { try { sessionStorage.removeItem('__connsumCarried'); } catch (e) {} return true; })()`))
-	seen := map[int64]bool{}
+	seen := map[InteractionKey]bool{}
 	if evs, err := b.interactionEvents(ctx); err == nil {
 		for _, e := range evs {
-			seen[e.InteractionID] = true
+			seen[e.Key()] = true
 		}
 	}
 	var all []EventTiming
@@ -162,14 +162,14 @@ func (b *CDPBrowser) interact(ctx context.Context, rec *visitRecorder, spec Rout
 				if err != nil {
 					break
 				}
-				for id, l := range InteractionLatencies(evs) {
-					if seen[id] {
+				for key, l := range InteractionLatencies(evs) {
+					if seen[key] {
 						continue
 					}
-					seen[id] = true
+					seen[key] = true
 					latency = new(max(l, derefOr(latency, 0)))
 					for _, e := range evs {
-						if e.InteractionID == id {
+						if e.Key() == key {
 							all = append(all, e)
 						}
 					}

@@ -74,21 +74,33 @@ func TotalBlockingTime(tasks []LongTask, fcpMs *float64) float64 {
 
 // EventTiming is one Event Timing entry that belongs to an interaction (interactionId > 0).
 type EventTiming struct {
+	// Doc tells the documents of the tab apart (their performance.timeOrigin): interaction ids are
+	// only unique within one document.
+	Doc           float64 `json:"doc,omitempty"`
 	InteractionID int64   `json:"interaction_id"`
 	Name          string  `json:"name"`
 	StartMs       float64 `json:"start_ms"`
 	DurationMs    float64 `json:"duration_ms"`
 }
 
+// InteractionKey names one interaction: its document and its id there.
+type InteractionKey struct {
+	Doc float64
+	ID  int64
+}
+
+// Key is the interaction the entry belongs to.
+func (e EventTiming) Key() InteractionKey { return InteractionKey{e.Doc, e.InteractionID} }
+
 // InteractionLatencies returns the latency of each interaction in events: the longest duration
-// among its entries (a click is pointerdown, pointerup and click), keyed by interaction id.
-func InteractionLatencies(events []EventTiming) map[int64]float64 {
-	out := map[int64]float64{}
+// among its entries (a click is pointerdown, pointerup and click).
+func InteractionLatencies(events []EventTiming) map[InteractionKey]float64 {
+	out := map[InteractionKey]float64{}
 	for _, e := range events {
 		if e.InteractionID <= 0 {
 			continue
 		}
-		out[e.InteractionID] = max(out[e.InteractionID], e.DurationMs)
+		out[e.Key()] = max(out[e.Key()], e.DurationMs)
 	}
 	return out
 }
