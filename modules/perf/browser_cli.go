@@ -107,8 +107,8 @@ func ParseBrowserArgs(args []string, stderr io.Writer, getenv func(string) strin
 	fs.Usage = func() { fmt.Fprintln(stderr, browserUsage); fs.PrintDefaults() }
 	base := fs.String("base", "", "base URL of a running connsum, e.g. http://127.0.0.1:7780 (required)")
 	token := fs.String("token", "", "owner token (default: $CONNSUM_AUTH_OWNER_TOKEN)")
-	routes := fs.String("routes", "/dashboard,/dashboard/runs", "comma-separated routes; {connection} is replaced by the first connection id of the overview (default: the budgets file's routes)")
-	viewports := fs.String("viewports", "desktop", "comma-separated viewports: desktop, mobile, or one of the budgets file (default: the file's viewports)")
+	routes := fs.String("routes", "/dashboard,/dashboard/runs", "comma-separated routes; {connection} is replaced by the first connection id of the overview; without the flag a budgets file's routes replace this default")
+	viewports := fs.String("viewports", "desktop", "comma-separated viewports: desktop, mobile, or one of the budgets file; without the flag the file's viewports replace this default")
 	warm := fs.Bool("warm", false, "visit each route a second time in the same browser and profile (also set by the budgets file)")
 	budgets := fs.String("budgets", "", "budgets file (JSON, docs/browser-harness.md); default: no failed request, no console error, ≤ 1 data fetch")
 	runs := fs.Int("runs", 0, fmt.Sprintf("fresh-browser runs per route and viewport, judged on the median (default: the budgets file's, else %d)", DefaultBrowserRuns))
@@ -121,7 +121,7 @@ func ParseBrowserArgs(args []string, stderr io.Writer, getenv func(string) strin
 	chromium := fs.String("chromium", "", "Chromium binary (default: $CONNSUM_CHROMIUM or "+DefaultChromiumPath+")")
 	settle := fs.Duration("settle", 500*time.Millisecond, "wait after the load event for late fetches and LCP")
 	slow := fs.Duration("slow", 500*time.Millisecond, "a request slower than this is listed in slow_requests")
-	timeout := fs.Duration("timeout", 90*time.Second, "upper bound of one browser session (a route in a viewport)")
+	timeout := fs.Duration("timeout", 90*time.Second, "upper bound of one browser session (one run of a route in a viewport)")
 	samples := fs.Int("api-samples", 20, "samples per API probe (0 skips the probes)")
 	if err := fs.Parse(args); err != nil {
 		return BrowserConfig{}, err
