@@ -21,16 +21,18 @@ import (
 
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/cdp"
+	jsonv2 "github.com/chromedp/cdproto/cdp/jsonv2"
 	"github.com/chromedp/cdproto/emulation"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/cdproto/tracing"
 	"github.com/chromedp/chromedp"
 )
 
 // BrowserSchema names the version of the `bench browser` JSON.
-const BrowserSchema = "connsum.bench.browser/v1"
+const BrowserSchema = "connsum.bench.browser/v2"
 
 // Login exchanges the owner token for a browser session the way the console's login form does
 // (POST /login, form-encoded) and returns the cookies the service set: the session id, never the
@@ -76,15 +78,38 @@ type Viewport struct {
 	Height int64
 	Scale  float64
 	Mobile bool
+	// Throttle is applied when the driver's ApplyThrottle is set; the zero value is none.
+	Throttle Throttle
 }
 
-// ViewportByName returns the desktop (1366×900) or the mobile (390×844, scale 3, touch, mobile UA) viewport.
+// Throttle is the emulated CPU and network of a viewport.
+type Throttle struct {
+	// CPUSlowdown is Emulation.setCPUThrottlingRate's rate (4 = four times slower; 0 or 1 = none).
+	CPUSlowdown float64 `json:"cpu_slowdown,omitempty"`
+	// RTTMs is the added latency of every request (Network conditions' latency).
+	RTTMs float64 `json:"rtt_ms,omitempty"`
+	// DownKbps and UpKbps are the throughput in kilobits per second (0 = unthrottled).
+	DownKbps float64 `json:"down_kbps,omitempty"`
+	UpKbps   float64 `json:"up_kbps,omitempty"`
+}
+
+// Active says whether the throttle changes anything.
+func (t Throttle) Active() bool {
+	return t.CPUSlowdown > 1 || t.RTTMs > 0 || t.DownKbps > 0 || t.UpKbps > 0
+}
+
+// MobileThrottle is the reference tools' mobile profile (Lighthouse's mobile "slow 4G" and a
+// mid-range phone): 4× CPU slowdown, 150 ms RTT, 1.6 Mbps down, 750 Kbps up.
+var MobileThrottle = Throttle{CPUSlowdown: 4, RTTMs: 150, DownKbps: 1600, UpKbps: 750}
+
+// ViewportByName returns the desktop viewport (1366×900, unthrottled) or the mobile one (412×823 at
+// DPR 1.75 — Lighthouse's Moto G Power — touch, mobile UA, MobileThrottle).
 func ViewportByName(name string) (Viewport, error) {
 	switch name {
 	case "desktop":
 		return Viewport{Name: "desktop", Width: 1366, Height: 900, Scale: 1}, nil
 	case "mobile":
-		return Viewport{Name: "mobile", Width: 390, Height: 844, Scale: 3, Mobile: true}, nil
+		return Viewport{Name: "mobile", Width: 412, Height: 823, Scale: 1.75, Mobile: true, Throttle: MobileThrottle}, nil
 	}
 	return Viewport{}, fmt.Errorf("bench browser: unknown viewport %q (want desktop or mobile)", name)
 }
@@ -96,6 +121,25 @@ type RouteSpec struct {
 	Viewport Viewport
 	// Warm asks for a second visit of the same route in the same browser and profile.
 	Warm bool
+	// Interactions are scripted after the cold visit has been measured; their latencies give the
+	// cold result's INP.
+	Interactions []Interaction
+	// TraceFile, when set, receives a DevTools trace of the cold visit and its interactions.
+	TraceFile string
+}
+
+// InteractionResult is what one scripted interaction did.
+type InteractionResult struct {
+	Name     string `json:"name"`
+	Selector string `json:"selector"`
+	// Outcome is ok, skipped (no element matched: the page changed) or error.
+	Outcome string `json:"outcome"`
+	Note    string `json:"note,omitempty"`
+	// LatencyMs is the interaction's Event Timing latency (the longest entry of its interaction
+	// ids); null when the browser reported none (an interaction under 16 ms that was not the
+	// page's first input, or a navigation that came before the next paint).
+	LatencyMs *float64 `json:"latency_ms"`
+	Navigated bool     `json:"navigated,omitempty"`
 }
 
 // ConsoleMessage is one console line of the page: a console API call or a browser log entry.
@@ -147,7 +191,11 @@ type DataFetch struct {
 // RouteResult is what one navigation measured.
 type RouteResult struct {
 	Route string `json:"route"`
-	URL   string `json:"url"`
+	// Template is the route as configured (with {connection} unresolved).
+	Template string `json:"template,omitempty"`
+	// Run numbers the fresh-browser runs of a route and viewport from 1.
+	Run int    `json:"run"`
+	URL string `json:"url"`
 	// FinalURL is where the page ended up (location.href): a redirect to /login shows here.
 	FinalURL string `json:"final_url"`
 	Viewport string `json:"viewport"`
@@ -158,9 +206,25 @@ type RouteResult struct {
 	TTFBMs              float64 `json:"ttfb_ms"`
 	RequestToResponseMs float64 `json:"request_to_response_ms"`
 	// FCPMs and LCPMs are null when the page painted no content the browser reported.
-	FCPMs              *float64         `json:"fcp_ms"`
-	LCPMs              *float64         `json:"lcp_ms"`
-	CLS                float64          `json:"cls"`
+	FCPMs *float64 `json:"fcp_ms"`
+	LCPMs *float64 `json:"lcp_ms"`
+	// CLS is the largest session window of layout shifts (SessionWindowCLS) until the end of the
+	// settle time; CLSSum is the plain sum, for comparison; LayoutShifts are the entries.
+	CLS          float64       `json:"cls"`
+	CLSSum       float64       `json:"cls_sum"`
+	LayoutShifts []LayoutShift `json:"layout_shifts"`
+	// TBTMs is the total blocking time of LongTasks after FCP (TotalBlockingTime).
+	TBTMs     float64    `json:"tbt_ms"`
+	LongTasks []LongTask `json:"long_tasks"`
+	// INPMs is the INP of the scripted interactions (cold views only); null when none gave a latency.
+	INPMs        *float64            `json:"inp_ms"`
+	Interactions []InteractionResult `json:"interactions,omitempty"`
+	// InteractionErrors are the failed requests, console and page errors while the interactions ran
+	// (and on the pages they opened); each counts as a console error of the view.
+	InteractionErrors []string `json:"interaction_errors,omitempty"`
+	// TransferBytes is the sum of the encoded bytes of every request (Network.loadingFinished).
+	TransferBytes      int64            `json:"transfer_bytes"`
+	Throttled          bool             `json:"throttled,omitempty"`
 	DOMContentLoadedMs float64          `json:"dom_content_loaded_ms"`
 	LoadMs             float64          `json:"load_ms"`
 	ConsoleMessages    []ConsoleMessage `json:"console_messages"`
@@ -178,6 +242,7 @@ type RouteResult struct {
 	WallMs      float64  `json:"wall_ms"`
 	LoadTimeout bool     `json:"load_timeout,omitempty"`
 	Screenshot  string   `json:"screenshot,omitempty"`
+	Trace       string   `json:"trace,omitempty"`
 	Error       string   `json:"error,omitempty"`
 	Pass        bool     `json:"pass"`
 	Misses      []string `json:"misses,omitempty"`
@@ -228,7 +293,7 @@ func (t BrowserTargets) Failures(r RouteResult) []string {
 	if n := len(r.FailedRequests); n > t.FailedRequests {
 		out = append(out, fmt.Sprintf("failed requests %d>%d", n, t.FailedRequests))
 	}
-	if n := r.ConsoleErrors + len(r.PageErrors); n > t.ConsoleErrors {
+	if n := r.ConsoleErrors + len(r.PageErrors) + len(r.InteractionErrors); n > t.ConsoleErrors {
 		out = append(out, fmt.Sprintf("console errors %d>%d", n, t.ConsoleErrors))
 	}
 	if r.DataFetchCount > t.DataFetchesPerNavigation {
@@ -258,6 +323,8 @@ type CDPOptions struct {
 	TempRoot string
 	// BrowserOutput receives Chromium's stdout and stderr when set.
 	BrowserOutput io.Writer
+	// ApplyThrottle applies each viewport's Throttle (CPU and network emulation).
+	ApplyThrottle bool
 }
 
 // CDPBrowser drives headless Chromium over CDP with chromedp, one fresh process and profile per Visit.
@@ -286,29 +353,58 @@ func NewCDPBrowser(opts CDPOptions) *CDPBrowser {
 	return &CDPBrowser{opts: opts}
 }
 
-// vitalsScript runs before any script of every new document and keeps the Web Vitals the page
-// reports on window.__connsumVitals.
+// vitalsScript runs before any script of every new document and keeps what the page reports on
+// window.__connsumVitals: paints, layout shifts, long tasks and the Event Timing entries of
+// interactions. On pagehide it carries the interaction entries over to the next document of the tab
+// (sessionStorage), so an interaction that navigates still gives its latency.
 const vitalsScript = `(() => {
   if (window.__connsumVitals) return;
-  const v = window.__connsumVitals = {fcp: null, lcp: null, cls: 0};
-  const watch = (type, fn) => {
-    try { new PerformanceObserver(list => list.getEntries().forEach(fn)).observe({type, buffered: true}); } catch (e) {}
+  const v = window.__connsumVitals = {fcp: null, lcp: null, shifts: [], longTasks: [], events: []};
+  const observers = [];
+  const watch = (type, fn, extra) => {
+    try {
+      const po = new PerformanceObserver(list => list.getEntries().forEach(fn));
+      po.observe(Object.assign({type, buffered: true}, extra || {}));
+      observers.push([po, fn]);
+    } catch (e) {}
   };
   watch('paint', e => { if (e.name === 'first-contentful-paint') v.fcp = e.startTime; });
   watch('largest-contentful-paint', e => { v.lcp = e.renderTime || e.loadTime || e.startTime; });
-  watch('layout-shift', e => { if (!e.hadRecentInput) v.cls += e.value; });
+  watch('layout-shift', e => v.shifts.push({start_ms: e.startTime, value: e.value, had_recent_input: e.hadRecentInput}));
+  watch('longtask', e => v.longTasks.push({start_ms: e.startTime, duration_ms: e.duration}));
+  const seen = new Set();
+  const ev = e => {
+    if (!e.interactionId) return;
+    const k = e.interactionId + ' ' + e.name + ' ' + e.startTime;
+    if (seen.has(k)) return;
+    seen.add(k);
+    v.events.push({doc: performance.timeOrigin, interaction_id: e.interactionId, name: e.name, start_ms: e.startTime, duration_ms: e.duration});
+  };
+  watch('event', ev, {durationThreshold: 16});
+  watch('first-input', ev);
+  v.flush = () => observers.forEach(([po, fn]) => po.takeRecords().forEach(fn));
+  addEventListener('pagehide', () => {
+    v.flush();
+    try {
+      const k = '__connsumCarried';
+      const c = JSON.parse(sessionStorage.getItem(k) || '[]');
+      c.push(...v.events.map(e => Object.assign({page: location.href}, e)));
+      sessionStorage.setItem(k, JSON.stringify(c));
+    } catch (e) {}
+  });
 })();`
 
 // collectScript reads the navigation timing and the vitals after the settle time.
 const collectScript = `(() => {
   const n = performance.getEntriesByType('navigation')[0];
-  const v = window.__connsumVitals || {fcp: null, lcp: null, cls: 0};
+  const v = window.__connsumVitals || {fcp: null, lcp: null, shifts: [], longTasks: [], events: []};
+  if (v.flush) v.flush();
   return {
     href: location.href,
     nav: n ? {startTime: n.startTime, requestStart: n.requestStart, responseStart: n.responseStart,
       domContentLoadedEventEnd: n.domContentLoadedEventEnd, loadEventEnd: n.loadEventEnd,
       responseStatus: n.responseStatus || 0} : null,
-    vitals: {fcp: v.fcp, lcp: v.lcp, cls: v.cls},
+    vitals: {fcp: v.fcp, lcp: v.lcp, shifts: v.shifts, longTasks: v.longTasks},
   };
 })()`
 
@@ -323,9 +419,10 @@ type collected struct {
 		ResponseStatus           int64   `json:"responseStatus"`
 	} `json:"nav"`
 	Vitals struct {
-		FCP *float64 `json:"fcp"`
-		LCP *float64 `json:"lcp"`
-		CLS float64  `json:"cls"`
+		FCP       *float64      `json:"fcp"`
+		LCP       *float64      `json:"lcp"`
+		Shifts    []LayoutShift `json:"shifts"`
+		LongTasks []LongTask    `json:"longTasks"`
 	} `json:"vitals"`
 }
 
@@ -391,7 +488,23 @@ func (b *CDPBrowser) Visit(ctx context.Context, spec RouteSpec) (results []Route
 		visits = append(visits, true)
 	}
 	for _, warm := range visits {
+		var trace *traceSession
+		if spec.TraceFile != "" && !warm {
+			trace = startTrace(tabCtx, rec)
+		}
 		r := b.navigate(tabCtx, rec, spec, pageURL, warm)
+		if !warm && len(spec.Interactions) > 0 && r.Error == "" && ctx.Err() == nil {
+			b.interact(tabCtx, rec, spec, pageURL, &r)
+		}
+		if trace != nil {
+			if err := trace.stop(tabCtx, spec.TraceFile); err != nil {
+				if r.Error == "" {
+					r.Error = "trace: " + err.Error()
+				}
+			} else {
+				r.Trace = spec.TraceFile
+			}
+		}
 		results = append(results, r)
 		if ctx.Err() != nil {
 			return results, fmt.Errorf("bench browser: %s: %w", spec.Route, ctx.Err())
@@ -437,6 +550,11 @@ func (b *CDPBrowser) prepare(ctx context.Context, vp Viewport) error {
 		UserAgent: userAgentFor(ver.Product, vp.Mobile),
 	}); err != nil {
 		return fmt.Errorf("bench browser: user agent: %w", err)
+	}
+	if b.opts.ApplyThrottle && vp.Throttle.Active() {
+		if err := applyThrottle(ctx, vp.Throttle); err != nil {
+			return err
+		}
 	}
 	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{
 		Source: vitalsScript,
@@ -545,7 +663,18 @@ func (b *CDPBrowser) navigate(ctx context.Context, rec *visitRecorder, spec Rout
 	if c.Vitals.LCP != nil {
 		r.LCPMs = new(round2(*c.Vitals.LCP))
 	}
-	r.CLS = math.Round(c.Vitals.CLS*10000) / 10000
+	r.LayoutShifts = append([]LayoutShift{}, c.Vitals.Shifts...)
+	r.CLS = math.Round(SessionWindowCLS(r.LayoutShifts)*10000) / 10000
+	sum := 0.0
+	for _, x := range r.LayoutShifts {
+		if !x.HadRecentInput {
+			sum += x.Value
+		}
+	}
+	r.CLSSum = math.Round(sum*10000) / 10000
+	r.LongTasks = append([]LongTask{}, c.Vitals.LongTasks...)
+	r.TBTMs = TotalBlockingTime(r.LongTasks, c.Vitals.FCP)
+	r.Throttled = b.opts.ApplyThrottle && spec.Viewport.Throttle.Active()
 	if b.opts.ScreenshotDir != "" && !warm && committed && ctx.Err() == nil {
 		path, err := b.screenshot(ctx, spec)
 		if err != nil && r.Error == "" {
@@ -636,6 +765,7 @@ type requestRecord struct {
 	failed   bool
 	canceled bool
 	errText  string
+	bytes    int64
 }
 
 type consoleRecord struct {
@@ -653,6 +783,11 @@ type visitRecorder struct {
 	errors   []PageError
 	loaded   chan struct{}
 	isLoaded bool
+	// navRequested is set when a navigation to another document started (a link was followed).
+	navRequested bool
+	// trace collects Tracing.dataCollected while a trace runs; traceDone closes at tracingComplete.
+	trace     []jsonv2.Value
+	traceDone chan struct{}
 }
 
 func newVisitRecorder() *visitRecorder {
@@ -669,6 +804,7 @@ func (v *visitRecorder) reset() <-chan struct{} {
 	v.errors = nil
 	v.loaded = make(chan struct{})
 	v.isLoaded = false
+	v.navRequested = false
 	return v.loaded
 }
 
@@ -690,6 +826,7 @@ func (v *visitRecorder) handle(ev any) {
 	case *network.EventLoadingFinished:
 		if r, ok := v.requests[e.RequestID]; ok {
 			r.finished, r.end = true, float64(e.Timestamp)
+			r.bytes = int64(e.EncodedDataLength)
 		}
 	case *network.EventLoadingFailed:
 		// Requests of the previous document (unknown ids) are ignored: leaving a page aborts them.
@@ -729,6 +866,20 @@ func (v *visitRecorder) handle(ev any) {
 			}
 			v.errors = append(v.errors, PageError{Text: text, URL: d.URL, Line: d.LineNumber + 1, Column: d.ColumnNumber + 1})
 		}
+	case *page.EventFrameStartedNavigating:
+		// A fragment link or history.pushState stays in the document: no load event follows.
+		switch e.NavigationType {
+		case page.FrameStartedNavigatingNavigationTypeSameDocument, page.FrameStartedNavigatingNavigationTypeHistorySameDocument:
+		default:
+			v.navRequested = true
+		}
+	case *tracing.EventDataCollected:
+		v.trace = append(v.trace, e.Value...)
+	case *tracing.EventTracingComplete:
+		if v.traceDone != nil {
+			close(v.traceDone)
+			v.traceDone = nil
+		}
 	case *page.EventLoadEventFired:
 		if !v.isLoaded {
 			v.isLoaded = true
@@ -763,6 +914,7 @@ func (v *visitRecorder) fill(r *RouteResult, doc network.RequestID, route string
 	r.RequestCount = len(v.order)
 	for _, id := range v.order {
 		q := v.requests[id]
+		r.TransferBytes += q.bytes
 		end := q.end
 		if !q.finished {
 			end = now
@@ -813,6 +965,31 @@ func (v *visitRecorder) fill(r *RouteResult, doc network.RequestID, route string
 		}
 		r.ConsoleMessages = append(r.ConsoleMessages, m)
 	}
+}
+
+// problems lists what went wrong since the last reset: failed (not aborted) requests, console
+// errors not caused by one of those, and uncaught page errors. The interaction phase uses it.
+func (v *visitRecorder) problems() []string {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var out []string
+	for _, id := range v.order {
+		if q := v.requests[id]; q.failed && !q.canceled {
+			out = append(out, "failed request "+q.url+": "+q.errText)
+		}
+	}
+	for _, c := range v.console {
+		if q, ok := v.requests[c.requestID]; ok && c.requestID != "" && q.failed {
+			continue
+		}
+		if c.msg.Level == "error" {
+			out = append(out, "console error: "+c.msg.Text)
+		}
+	}
+	for _, e := range v.errors {
+		out = append(out, "page error: "+e.Text)
+	}
+	return out
 }
 
 // isDataFetch says whether raw is a request for the route's own data: the same path with _data= in

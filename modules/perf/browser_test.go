@@ -432,7 +432,7 @@ fetch('/report?page=' + encodeURIComponent(location.pathname) + '&w=' + innerWid
 	var stdout, stderr bytes.Buffer
 	err := BenchMain([]string{"browser", "--base", srv.URL, "--routes", "/dashboard,/dashboard/connections/{connection}",
 		"--viewports", "desktop,mobile", "--warm", "--json", jsonPath, "--screenshot", shots, "--chromium", chromium,
-		"--api-samples", "3", "--timeout", "60s"}, &stdout, &stderr, nil)
+		"--api-samples", "3", "--timeout", "60s", "--runs", "1"}, &stdout, &stderr, nil)
 	if err != nil {
 		t.Fatalf("bench browser: %v\nstderr: %s", err, stderr.String())
 	}
@@ -482,7 +482,7 @@ fetch('/report?page=' + encodeURIComponent(location.pathname) + '&w=' + innerWid
 		}
 		for i, p := range seen {
 			mobile := i >= 2
-			if mobile && (p.Width != 390 || p.DPR != 3 || p.Touch == 0 || !strings.Contains(p.UA, "Mobile")) {
+			if mobile && (p.Width != 412 || p.DPR != 1.75 || p.Touch == 0 || !strings.Contains(p.UA, "Mobile")) {
 				t.Errorf("%s mobile visit saw %+v", path, p)
 			}
 			if !mobile && (p.Width != 1366 || p.DPR != 1 || strings.Contains(p.UA, "Mobile") || strings.Contains(p.UA, "Headless")) {
@@ -610,7 +610,8 @@ func TestBrowserParseArgs(t *testing.T) {
 	}
 	if cfg.Base != "http://127.0.0.1:7780" || cfg.Token != "envtok" || cfg.Chromium != "/opt/chrome" ||
 		strings.Join(cfg.Routes, ",") != "/dashboard,/dashboard/runs" || len(cfg.Viewports) != 1 || cfg.Viewports[0].Name != "desktop" ||
-		cfg.Warm || cfg.Settle != 500*time.Millisecond || cfg.SlowThreshold != 500*time.Millisecond || cfg.APISamples != 20 {
+		cfg.Warm || cfg.Settle != 500*time.Millisecond || cfg.SlowThreshold != 500*time.Millisecond || cfg.APISamples != 20 ||
+		cfg.Runs != DefaultBrowserRuns || !cfg.Throttle || cfg.BudgetsPath != "" || len(cfg.Budgets.Budgets) != 1 {
 		t.Errorf("defaults: %+v", cfg)
 	}
 	cfg, err = ParseBrowserArgs([]string{"--base", "http://h:1", "--token", "flagtok", "--routes", "/a, /b", "--viewports", "mobile,desktop",
@@ -619,7 +620,7 @@ func TestBrowserParseArgs(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Token != "flagtok" || cfg.Chromium != "/c" || strings.Join(cfg.Routes, ",") != "/a,/b" || !cfg.Warm ||
-		cfg.Viewports[0] != (Viewport{Name: "mobile", Width: 390, Height: 844, Scale: 3, Mobile: true}) ||
+		cfg.Viewports[0] != (Viewport{Name: "mobile", Width: 412, Height: 823, Scale: 1.75, Mobile: true, Throttle: MobileThrottle}) ||
 		cfg.Viewports[1] != (Viewport{Name: "desktop", Width: 1366, Height: 900, Scale: 1}) || cfg.JSONPath != "o.json" || cfg.ScreenshotDir != "shots" {
 		t.Errorf("flags: %+v", cfg)
 	}
@@ -629,6 +630,8 @@ func TestBrowserParseArgs(t *testing.T) {
 		{"--base", "http://h", "--viewports", "tablet"},
 		{"--base", "http://h", "--routes", "dashboard"},
 		{"--base", "http://h", "extra"},
+		{"--base", "http://h", "--runs", "-1"},
+		{"--base", "http://h", "--budgets", "/nonexistent/budgets.json"},
 	} {
 		if _, err := ParseBrowserArgs(args, &stderr, getenv); err == nil {
 			t.Errorf("%v: want an error", args)
@@ -726,11 +729,11 @@ func TestBrowserMainFailsOnAFailedVisit(t *testing.T) {
 	jsonPath := filepath.Join(t.TempDir(), "browser.json")
 	var stdout, stderr bytes.Buffer
 	err := BenchMain([]string{"browser", "--base", srv.URL, "--token", token, "--routes", "/dashboard,/dashboard/broken",
-		"--viewports", "desktop", "--json", jsonPath, "--chromium", chromium, "--api-samples", "1", "--timeout", "60s"}, &stdout, &stderr, nil)
-	if err == nil || !strings.Contains(err.Error(), "1 of 2 visits failed") || !strings.Contains(err.Error(), "/dashboard/broken (desktop, cold): status 500") {
-		t.Fatalf("bench browser over a failing page: err = %v, want 1 of 2 visits failed naming /dashboard/broken", err)
+		"--viewports", "desktop", "--json", jsonPath, "--chromium", chromium, "--api-samples", "1", "--timeout", "60s", "--runs", "1"}, &stdout, &stderr, nil)
+	if err == nil || !strings.Contains(err.Error(), "1 breaches") || !strings.Contains(err.Error(), "/dashboard/broken desktop cold: route failed in 1 of 1 runs: run 1: status 500") {
+		t.Fatalf("bench browser over a failing page: err = %v, want 1 breach naming /dashboard/broken", err)
 	}
-	if strings.Contains(err.Error(), "/dashboard (desktop") {
+	if strings.Contains(err.Error(), "/dashboard desktop") {
 		t.Errorf("the passing page is named as failed: %v", err)
 	}
 	if _, statErr := os.Stat(jsonPath); statErr != nil {
