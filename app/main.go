@@ -40,6 +40,7 @@ commands:
   bench browser  measure console pages in headless Chromium (--base URL, --routes, --viewports)
   bench load     64 overview readers and a writer against an in-process server (--seconds, --json)
   bench write    concurrent ingest, catalog and retained writers, and database memory (--writers, --batch)
+  bench live     write-to-subscriber latency of the change stream, 304 cost (--subscribers, --seconds)
   help           print this list
 
 serve, migrate, seed and rebuild take --config FILE and --db URL; every config key also comes from
@@ -54,6 +55,7 @@ commands:
   browser  measure console pages in headless Chromium
   load     64 overview readers and a writer against an in-process server
   write    concurrent ingest, catalog and retained writers, and database memory
+  live     write-to-subscriber latency of the change stream (two replicas on PostgreSQL), 304 cost
 `
 
 // usageError is a command line that names no valid command or carries stray arguments: exit 2.
@@ -119,7 +121,7 @@ func benchCmd(args []string, stdout, stderr io.Writer) error {
 		return usageError("bench: name a bench command")
 	}
 	switch args[0] {
-	case "api", "browser", "load", "write":
+	case "api", "browser", "load", "write", "live":
 	default:
 		if isHelp(args[0]) {
 			fmt.Fprint(stdout, benchUsage)
