@@ -121,9 +121,12 @@ func TestConsoleHistoryStatementsAreConstant(t *testing.T) {
 		h := runs.ConsoleHistoryOf(runs.NewReadModelEvidence(runs.NewReadModel(db, runs.Options{}, f.clock.Now)))
 		for _, n := range []int{2, 12} {
 			reads := map[string]func(ctx context.Context) error{
-				"recent":   func(ctx context.Context) error { _, err := h.Recent(ctx, ids[:n], 24); return err },
-				"timeline": func(ctx context.Context) error { _, err := h.Timeline(ctx, ids[:n], runs.StatusSucceeded, nil, 50); return err },
-				"daily":    func(ctx context.Context) error { _, _, err := h.Daily(ctx, ids[0], feedT0); return err },
+				"recent": func(ctx context.Context) error { _, err := h.Recent(ctx, ids[:n], 24); return err },
+				"timeline": func(ctx context.Context) error {
+					_, err := h.Timeline(ctx, ids[:n], runs.StatusSucceeded, nil, 50)
+					return err
+				},
+				"daily": func(ctx context.Context) error { _, _, err := h.Daily(ctx, ids[0], feedT0); return err },
 			}
 			for name, read := range reads {
 				var c bootstrap.StatementCounter
