@@ -102,7 +102,7 @@ func dayBars(days []runs.DayOutcomes, now time.Time) []DayBar {
 
 // chartOf scales the bars to the chart's height.
 func chartOf(bars []DayBar) *Chart {
-	const w, gap = 10, 3
+	const w, gap = 16, 4
 	c := &Chart{Width: len(bars) * (w + gap), Height: chartHeight}
 	for _, b := range bars {
 		c.Max = max(c.Max, b.Succeeded+b.Failed+b.Other)

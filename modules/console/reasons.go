@@ -96,6 +96,7 @@ var statusWords = map[string]string{
 	"healthy": "healthy", "syncing": "syncing", "failing": "failing", "stale": "stale",
 	"paused": "paused", "revoked": "revoked", "active": "active", "draft": "draft",
 	"current": "current",
+	"account": "account", "local_device": "local device", "browser_collector": "browser", "manual": "manual",
 }
 
 // Word is a status, state or rule as a short label ("in_progress" → "running"); unknown values
