@@ -146,7 +146,7 @@ func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 			// client, byte for byte.
 			next := ""
 			if p := c.OriginalURL(); strings.HasPrefix(p, "/dashboard") {
-				next = url.QueryEscape(p)
+				next = p
 			}
 			c.Status(e.Status)
 			c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
