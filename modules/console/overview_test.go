@@ -20,7 +20,7 @@ func TestRenderRowIsOneOverviewRow(t *testing.T) {
 	}
 	reason := "login_required"
 	it := summary.Item{ConnectionID: "cin_a", DisplayName: "Gmail", ConnectorDisplayName: "Gmail", SourceKind: "account",
-		Health: summary.Health{State: summary.HealthFailing, Reason: reason},
+		Health:  summary.Health{State: summary.HealthFailing, Reason: reason},
 		LastRun: &runs.Summary{RunID: "r1", Status: runs.StatusFailed, LastAt: "2026-11-20T11:00:00.000Z", FailureReason: &reason}}
 	html, err := p.RenderRow(context.Background(), it)
 	if err != nil {
