@@ -215,7 +215,7 @@ func TestConsoleOverviewOrderFiltersSearchStrip(t *testing.T) {
 		h.do(http.MethodGet, "/dashboard/connections/cin_ok?cursor=xyz", nil).expectError(t, http.StatusBadRequest, "cursor")
 		h.do(http.MethodGet, "/dashboard/connections/cin_ok?at=yesterday&run=r", nil).expectError(t, http.StatusBadRequest, "at")
 		b := h.do(http.MethodGet, "/dashboard?health=sad", nil, withHeader("Accept", "text/html"))
-		if b.status != http.StatusBadRequest || !strings.HasPrefix(b.header.Get("Content-Type"), "text/html") || !strings.Contains(string(b.body), "health must be one of") {
+		if b.status != http.StatusBadRequest || !strings.HasPrefix(b.header.Get("Content-Type"), "text/html") || !strings.Contains(string(b.body), "Health must be one of") {
 			t.Errorf("browser 400: %d %s %.200s", b.status, b.header.Get("Content-Type"), b.body)
 		}
 	})

@@ -12,6 +12,9 @@ import (
 	"encoding/base64"
 	"html/template"
 	"net/http"
+	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 //go:embed console.css
@@ -79,6 +82,7 @@ func ErrorPage(d ErrorPageData) []byte {
 	if d.Status >= 500 && d.Status != http.StatusServiceUnavailable {
 		title = "Something went wrong"
 	}
+	d.Message = sentence(d.Message)
 	var buf bytes.Buffer
 	_ = errorPage.Execute(&buf, struct {
 		ErrorPageData
@@ -87,4 +91,17 @@ func ErrorPage(d ErrorPageData) []byte {
 		CSS         template.CSS
 	}{d, title, hint, login, CSS()}) // the data is plain strings: execution cannot fail
 	return buf.Bytes()
+}
+
+// sentence makes an error message (lower-case, no full stop, as in the JSON shape) a sentence.
+func sentence(s string) string {
+	if s == "" {
+		return s
+	}
+	r, n := utf8.DecodeRuneInString(s)
+	s = string(unicode.ToUpper(r)) + s[n:]
+	if !strings.HasSuffix(s, ".") {
+		s += "."
+	}
+	return s
 }
