@@ -175,15 +175,22 @@ func (p *Pages) connection(c *fiber.Ctx) error {
 			return httpx.Invalid("cursor", "cursor is not a position of this connection's history: follow the page's own links")
 		}
 		rq.After = k
-	} else if at, run := c.Query("at"), c.Query("run"); at != "" || run != "" {
-		k := runs.RunKey{LastAt: at, RunID: run}
-		if !validRunKey(k) {
-			return httpx.Invalid("at", "at and run must name a run: its last event time and its id")
+	} else if run := c.Query("run"); run != "" {
+		if !runIDGrammar.MatchString(run) {
+			return httpx.Invalid("run", "run must be a run id")
 		}
-		// The page starts at that run: the position just before it in run order (run ids use
-		// no byte above '~', so run+"~" sorts right after run and before any other id).
-		k.RunID += "~"
-		rq.After, focus = &k, run
+		var k *runs.RunKey
+		if p.history != nil {
+			if k, err = p.history.Position(ctx, e.Connector.ConnectorID, e.Connection.ConnectionID, run); err != nil {
+				return err
+			}
+		}
+		if k != nil {
+			// The page starts at that run: the position just before it in run order (run ids
+			// use no byte above '~', so run+"~" sorts right after run and before any other id).
+			k.RunID += "~"
+			rq.After, focus = k, run
+		}
 	}
 	diag, err := p.feed.Diagnostics(ctx, e)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"embed"
+	"fmt"
 	"html/template"
 	"net/url"
 	"time"
@@ -103,6 +104,7 @@ func (p *Pages) render(c *fiber.Ctx, name, title, nav string, data any, started 
 	if c.Query("_data") != "" {
 		return httpx.JSON(c, fiber.StatusOK, data)
 	}
+	rendering := time.Now()
 	var buf bytes.Buffer
 	err := p.tpl.ExecuteTemplate(&buf, name, page{Title: title, Nav: nav, CSS: theme.CSS(), Data: data,
 		Now: p.now().UTC().Format("2006-01-02 15:04 UTC"), Timing: time.Since(started).Round(10 * time.Microsecond).String()})
@@ -111,6 +113,7 @@ func (p *Pages) render(c *fiber.Ctx, name, title, nav string, data any, started 
 	}
 	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
 	c.Set("Cache-Control", "no-store")
+	c.Append("Server-Timing", fmt.Sprintf("render;dur=%.2f, total;dur=%.2f", ms(time.Since(rendering)), ms(time.Since(started))))
 	return c.Send(buf.Bytes())
 }
 

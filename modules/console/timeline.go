@@ -120,17 +120,21 @@ func (p *Pages) runsPage(c *fiber.Ctx) error {
 		return err
 	}
 	byID := map[string]*summary.Item{}
-	var ids []string
+	ids := []string{}
+	var wanted []string
 	connectors := map[string]string{}
 	for i := range res.Items {
 		it := &res.Items[i]
+		if _, seen := connectors[it.ConnectorID]; !seen && (q.Connector == "" || it.ConnectorID == q.Connector) {
+			wanted = append(wanted, it.ConnectorID)
+		}
 		connectors[it.ConnectorID] = it.ConnectorDisplayName
 		if q.Connector == "" || it.ConnectorID == q.Connector {
 			byID[it.ConnectionID] = it
 			ids = append(ids, it.ConnectionID)
 		}
 	}
-	list, err := p.timeline(c.UserContext(), ids, q)
+	list, err := p.timeline(c.UserContext(), wanted, ids, q)
 	if err != nil {
 		return err
 	}
@@ -173,9 +177,9 @@ func (p *Pages) runsPage(c *fiber.Ctx) error {
 
 // timeline returns up to TimelinePageSize+1 runs of the connections ids in run order: from the
 // read model in one statement, or (runs.evidence=spine) from the deep list's run pages.
-func (p *Pages) timeline(ctx context.Context, ids []string, q TimelineQuery) ([]runs.AttributedRun, error) {
+func (p *Pages) timeline(ctx context.Context, connectors, ids []string, q TimelineQuery) ([]runs.AttributedRun, error) {
 	if p.history != nil {
-		return p.history.Timeline(ctx, ids, q.Status, q.After, TimelinePageSize)
+		return p.history.Timeline(ctx, connectors, ids, q.Status, q.After, TimelinePageSize)
 	}
 	res, _, err := p.feed.Read(ctx, summary.FeedRequest{List: summary.ListQuery{Pipeline: summary.PipelineDeep, History: runs.HistoryPerConnection}})
 	if err != nil {

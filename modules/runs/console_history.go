@@ -15,10 +15,11 @@ import (
 // ConsoleHistory is what the owner console draws beyond the feed, read from the maintained run
 // read model: each overview row's recent runs (the history strip), the fleet timeline (the
 // newest runs across connections) and a connection's outcomes per day. Every read is one
-// statement whatever the number of connections: PostgreSQL walks each connection's
-// idx_run_summaries_connection_order (or _status) through a LATERAL join, SQLite through a
-// correlated rowid lookup, so a read costs (connections × rows wanted) index entries, never a
-// scan of the history.
+// statement whatever the number of connections: PostgreSQL walks a run index per connection
+// (strips) or per connector (the timeline) through a LATERAL join, SQLite through a correlated
+// rowid lookup, so a read costs (branches × rows wanted) index entries, never a sort of the
+// history. (Measured on the fleet profile, 1 000 connections of 100 connectors, 400 000 runs:
+// per-connection branches took 130 ms for the timeline, per-connector ones 18 ms.)
 type ConsoleHistory struct{ m *ReadModel }
 
 // ConsoleHistoryOf returns the console reads of ev, or nil when ev is not the read model (with
@@ -36,21 +37,38 @@ type AttributedRun struct {
 	Summary
 }
 
-// latestPerConnection is one statement listing, for each of ids, its newest perConnection runs
-// (of status when set, after the position after when set), merged newest first and cut at
-// limit when limit > 0.
-func (h *ConsoleHistory) latestPerConnection(ctx context.Context, ids []string, perConnection int, status string, after *RunKey, limit int) ([]AttributedRun, error) {
-	if len(ids) == 0 || perConnection <= 0 {
+// latest is one statement listing, for each value of branchIDs in the column branch
+// (connection_id or connector_id), its newest perBranch runs attributed to a connection (to one
+// of visible when set), of status when set, after the position after when set; merged newest
+// first and cut at limit when limit > 0. Each branch is an index-ordered walk of
+// idx_run_summaries_connection_order or idx_run_summaries_connector_order.
+func (h *ConsoleHistory) latest(ctx context.Context, branch string, branchIDs, visible []string, perBranch int, status string, after *RunKey, limit int) ([]AttributedRun, error) {
+	if len(branchIDs) == 0 || perBranch <= 0 {
 		return []AttributedRun{}, nil
 	}
 	db := h.m.db
 	now := h.m.now()
 	pg := bootstrap.DialectOf(db) == bootstrap.Postgres
+	list := func(ids []string) any {
+		if pg {
+			return pgdialect.Array(ids)
+		}
+		raw, _ := json.Marshal(ids)
+		return string(raw)
+	}
 	inner := db.NewSelect().TableExpr("run_summaries AS s")
 	if pg {
-		inner = inner.ColumnExpr("s.*").Where("s.connection_id = c.id")
+		inner = inner.ColumnExpr("s.*").Where("s." + branch + " = c.id")
 	} else {
-		inner = inner.ColumnExpr("s.rowid").Where("s.connection_id = c.value")
+		inner = inner.ColumnExpr("s.rowid").Where("s." + branch + " = c.value")
+	}
+	switch {
+	case visible != nil && pg:
+		inner = inner.Where("s.connection_id = ANY(?::text[])", list(visible))
+	case visible != nil:
+		inner = inner.Where("s.connection_id IN (SELECT value FROM json_each(?))", list(visible))
+	default:
+		inner = inner.Where("s.connection_id IS NOT NULL")
 	}
 	if status != "" {
 		inner = (&ReadModelEvidence{m: h.m}).whereStatus(inner, status, now)
@@ -58,20 +76,14 @@ func (h *ConsoleHistory) latestPerConnection(ctx context.Context, ids []string, 
 	if after != nil {
 		inner = inner.Where("(s.last_at, s.run_id) < (?, ?)", after.LastAt, after.RunID)
 	}
-	inner = inner.OrderExpr("s.last_at DESC, s.run_id DESC").Limit(int64(perConnection))
-	var q *bun.RawQuery
+	inner = inner.OrderExpr("s.last_at DESC, s.run_id DESC").Limit(int64(perBranch))
 	tail := "ORDER BY r.last_at DESC, r.run_id DESC"
-	args := []any{}
-	if pg {
-		args = append(args, pgdialect.Array(ids), inner)
-	} else {
-		raw, _ := json.Marshal(ids)
-		args = append(args, string(raw), inner)
-	}
+	args := []any{list(branchIDs), inner}
 	if limit > 0 {
 		tail += " LIMIT ?"
 		args = append(args, limit)
 	}
+	var q *bun.RawQuery
 	if pg {
 		q = db.NewRaw("SELECT r.* FROM unnest(?::text[]) AS c(id) CROSS JOIN LATERAL (?) AS r "+tail, args...)
 	} else {
@@ -95,7 +107,7 @@ func (h *ConsoleHistory) latestPerConnection(ctx context.Context, ids []string, 
 // Recent returns the newest n runs of each connection (newest first), in one statement: the
 // overview's history strips. A connection without runs has no key.
 func (h *ConsoleHistory) Recent(ctx context.Context, ids []string, n int) (map[string][]Summary, error) {
-	list, err := h.latestPerConnection(ctx, ids, n, "", nil, 0)
+	list, err := h.latest(ctx, "connection_id", ids, nil, n, "", nil, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -106,11 +118,16 @@ func (h *ConsoleHistory) Recent(ctx context.Context, ids []string, n int) (map[s
 	return out, nil
 }
 
-// Timeline returns the newest runs across the connections ids, in run order, of status when
-// set, after the position after when set: one page of limit runs plus one (whether it exists is
-// "has more"). One statement: each connection contributes at most limit+1 runs.
-func (h *ConsoleHistory) Timeline(ctx context.Context, ids []string, status string, after *RunKey, limit int) ([]AttributedRun, error) {
-	return h.latestPerConnection(ctx, ids, limit+1, status, after, limit+1)
+// Timeline returns the newest runs attributed to the connections ids (of the connectors
+// connectors), in run order, of status when set, after the position after when set: one page of
+// limit runs plus one (whether it exists is "has more"). One statement that walks each
+// connector's runs newest first (a fleet has far fewer connectors than connections), skipping
+// runs of other connections, until limit+1 of them are found.
+func (h *ConsoleHistory) Timeline(ctx context.Context, connectors, ids []string, status string, after *RunKey, limit int) ([]AttributedRun, error) {
+	if ids == nil {
+		ids = []string{}
+	}
+	return h.latest(ctx, "connector_id", connectors, ids, limit+1, status, after, limit+1)
 }
 
 // DayOutcomes counts one day's runs of a connection by derived status.
@@ -159,4 +176,19 @@ func (h *ConsoleHistory) Daily(ctx context.Context, connectionID string, since t
 		days[len(days)-1].ByStatus[r.Status] += r.N
 	}
 	return days, total, nil
+}
+
+// Position returns where a connection's run stands in run order (its last_at and id), or nil
+// when the connection has no such run: one primary-key probe. The console links a strip's mark
+// to its run by id alone and finds the page that starts at it with this.
+func (h *ConsoleHistory) Position(ctx context.Context, connectorID, connectionID, runID string) (*RunKey, error) {
+	var rows []RunRow
+	if err := h.m.db.NewSelect().Model(&rows).Column("last_at", "run_id").
+		Where("connector_id = ? AND run_id = ? AND connection_id = ?", connectorID, runID, connectionID).Limit(1).Scan(ctx); err != nil {
+		return nil, fmt.Errorf("runs: console run position: %w", err)
+	}
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	return &RunKey{LastAt: rows[0].LastAt, RunID: rows[0].RunID}, nil
 }

@@ -70,7 +70,7 @@ func TestConsoleHistoryReads(t *testing.T) {
 		}
 
 		// The timeline merges connections in run order and pages with a keyset.
-		page, err := h.Timeline(ctx, ids, "", nil, 4)
+		page, err := h.Timeline(ctx, []string{"gmail"}, ids, "", nil, 4)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -83,17 +83,26 @@ func TestConsoleHistoryReads(t *testing.T) {
 			t.Errorf("timeline = %q, want %q (4 runs and the one that says there are more)", order, want)
 		}
 		k := runs.KeyOf(&page[3].Summary)
-		next, err := h.Timeline(ctx, ids, "", &k, 2)
+		next, err := h.Timeline(ctx, []string{"gmail"}, ids, "", &k, 2)
 		if err != nil || len(next) != 3 || next[0].RunID != "run_cin_g2_00" || next[1].RunID != "run_cin_g0_01" {
 			t.Errorf("next page after %v = %v (%v)", k, next, err)
 		}
-		failed, err := h.Timeline(ctx, ids, runs.StatusFailed, nil, 10)
+		only, err := h.Timeline(ctx, []string{"gmail"}, ids[1:2], "", nil, 50)
+		if err != nil || len(only) != 4 {
+			t.Errorf("timeline of %s alone = %d runs (%v), want its 4", ids[1], len(only), err)
+		}
+		for _, r := range only {
+			if r.ConnectionID != ids[1] {
+				t.Errorf("timeline of %s lists %s's run %s", ids[1], r.ConnectionID, r.RunID)
+			}
+		}
+		failed, err := h.Timeline(ctx, []string{"gmail"}, ids, runs.StatusFailed, nil, 10)
 		if err != nil || len(failed) != 1 || failed[0].RunID != "run_fail" {
 			t.Errorf("failed timeline = %v (%v), want run_fail", failed, err)
 		}
 		// Later the started run is orphaned: a failed run, found by the failed filter.
 		f.clock.Set(feedT0.Add(14 * time.Hour))
-		failed, err = h.Timeline(ctx, ids, runs.StatusFailed, nil, 10)
+		failed, err = h.Timeline(ctx, []string{"gmail"}, ids, runs.StatusFailed, nil, 10)
 		if err != nil || len(failed) != 2 || failed[0].RunID != "run_started" || failed[0].FailureReason == nil {
 			t.Errorf("failed timeline after stale_after = %v (%v), want the orphaned run first", failed, err)
 		}
@@ -123,7 +132,7 @@ func TestConsoleHistoryStatementsAreConstant(t *testing.T) {
 			reads := map[string]func(ctx context.Context) error{
 				"recent": func(ctx context.Context) error { _, err := h.Recent(ctx, ids[:n], 24); return err },
 				"timeline": func(ctx context.Context) error {
-					_, err := h.Timeline(ctx, ids[:n], runs.StatusSucceeded, nil, 50)
+					_, err := h.Timeline(ctx, []string{"gmail"}, ids[:n], runs.StatusSucceeded, nil, 50)
 					return err
 				},
 				"daily": func(ctx context.Context) error { _, _, err := h.Daily(ctx, ids[0], feedT0); return err },
