@@ -57,9 +57,11 @@ type DashboardData struct {
 	Previous string         `json:"previous,omitempty"`
 
 	Query OverviewQuery `json:"-"`
-	Rows  []OverviewRow `json:"-"`
-	Tiles []Tile        `json:"-"`
-	Hint  string        `json:"-"`
+	// FirstRow and LastRow number the page's rows among the matching ones (1-based).
+	FirstRow, LastRow int           `json:"-"`
+	Rows              []OverviewRow `json:"-"`
+	Tiles             []Tile        `json:"-"`
+	Hint              string        `json:"-"`
 }
 
 // Tile is one clickable count of the header: a filter of the overview.
@@ -183,8 +185,9 @@ func (q OverviewQuery) href(posKey string, pos *RowKey) string {
 
 // OverviewPage orders items (failing first, then stale, syncing, unknown, healthy, paused,
 // revoked; then by name), keeps those that match q and returns the page q's position asks for,
-// with the positions of the next and previous pages (nil at either end).
-func OverviewPage(items []summary.Item, q OverviewQuery, size int) (page []summary.Item, matching int, next, prev *RowKey) {
+// with the positions of the next and previous pages (nil at either end). offset is the index
+// of the page's first row among the matching rows.
+func OverviewPage(items []summary.Item, q OverviewQuery, size int) (page []summary.Item, matching, offset int, next, prev *RowKey) {
 	type keyed struct {
 		key RowKey
 		i   int
@@ -238,7 +241,7 @@ func OverviewPage(items []summary.Item, q OverviewQuery, size int) (page []summa
 		k := keyOf(&page[0])
 		prev = &k
 	}
-	return page, len(rows), next, prev
+	return page, len(rows), from, next, prev
 }
 
 // OverviewRow is the view model of one overview row, built from one feed item (and its recent
@@ -331,8 +334,8 @@ func (p *Pages) dashboard(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	items, matching, next, prev := OverviewPage(res.Items, q, OverviewPageSize)
-	d := DashboardData{Items: items, Matching: matching, Query: q,
+	items, matching, offset, next, prev := OverviewPage(res.Items, q, OverviewPageSize)
+	d := DashboardData{Items: items, Matching: matching, Query: q, FirstRow: offset + 1, LastRow: offset + len(items),
 		Counts: Counts{Connections: len(res.Items), ByHealth: map[string]int{}}}
 	if next != nil {
 		d.Next = q.href("after", next)

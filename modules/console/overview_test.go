@@ -46,7 +46,7 @@ func TestOverviewPageOrder(t *testing.T) {
 		{"c5", "m", "paused"}, {"c6", "k", "unknown"}, {"c7", "s", "syncing"}, {"c8", "q", "stale"}} {
 		items = append(items, summary.Item{ConnectionID: c[0], DisplayName: c[1], Health: summary.Health{State: c[2]}})
 	}
-	page, n, next, prev := OverviewPage(items, OverviewQuery{}, 3)
+	page, n, _, next, prev := OverviewPage(items, OverviewQuery{}, 3)
 	ids := func(list []summary.Item) (s string) {
 		for _, it := range list {
 			s += it.ConnectionID + " "
@@ -56,15 +56,15 @@ func TestOverviewPageOrder(t *testing.T) {
 	if ids(page) != "c4 c3 c8 " || n != 8 || next == nil || prev != nil {
 		t.Fatalf("first page %s (n %d, next %v, prev %v)", ids(page), n, next, prev)
 	}
-	page, _, next, prev = OverviewPage(items, OverviewQuery{After: next}, 3)
-	if ids(page) != "c7 c6 c1 " || next == nil || prev == nil {
+	page, _, off, next, prev := OverviewPage(items, OverviewQuery{After: next}, 3)
+	if ids(page) != "c7 c6 c1 " || off != 3 || next == nil || prev == nil {
 		t.Fatalf("second page %s", ids(page))
 	}
-	last, _, end, _ := OverviewPage(items, OverviewQuery{After: next}, 3)
+	last, _, _, end, _ := OverviewPage(items, OverviewQuery{After: next}, 3)
 	if ids(last) != "c5 c2 " || end != nil {
 		t.Fatalf("last page %s, next %v", ids(last), end)
 	}
-	back, _, _, first := OverviewPage(items, OverviewQuery{Before: prev}, 3)
+	back, _, _, _, first := OverviewPage(items, OverviewQuery{Before: prev}, 3)
 	if ids(back) != "c4 c3 c8 " || first != nil {
 		t.Fatalf("previous of the second page %s (prev %v)", ids(back), first)
 	}
