@@ -438,3 +438,33 @@ func TestErrorPagesKeepTheJSONShapeForAPIClients(t *testing.T) {
 		t.Errorf("browser 503: %d %s %.300s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
 }
+
+// TestConsoleWithSpineEvidence: with runs.evidence=spine (no read model) the pages still answer:
+// no strips, the timeline and the history from the deep reads' run pages.
+func TestConsoleWithSpineEvidence(t *testing.T) {
+	dbtest.EngineURLs(t, func(t *testing.T, url string) {
+		h := startApp(t, url, Tokens{Owner: testOwnerToken, Admin: testAdminToken}, map[string]string{"runs.evidence": "spine"})
+		consoleFleet(t, h, 0)
+		page := h.do(http.MethodGet, "/dashboard", nil)
+		if page.status != 200 || !strings.Contains(string(page.body), "does not read run history") {
+			t.Errorf("/dashboard with the spine: %d", page.status)
+		}
+		var runs struct {
+			Runs []struct {
+				ConnectionID string `json:"connection_id"`
+			} `json:"runs"`
+		}
+		r := h.do(http.MethodGet, "/dashboard/runs?_data=1", nil)
+		if err := json.Unmarshal(r.body, &runs); err != nil || len(runs.Runs) != 37 {
+			t.Errorf("timeline with the spine: %d runs (%v), want 37", len(runs.Runs), err)
+		}
+		var conn struct {
+			Runs      []any `json:"runs"`
+			TotalRuns int   `json:"total_runs"`
+		}
+		r = h.do(http.MethodGet, "/dashboard/connections/cin_ok?_data=1", nil)
+		if err := json.Unmarshal(r.body, &conn); err != nil || len(conn.Runs) != 20 || conn.TotalRuns != -1 {
+			t.Errorf("connection page with the spine: %d runs, total %d (%v)", len(conn.Runs), conn.TotalRuns, err)
+		}
+	})
+}
