@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/uptrace/bun"
@@ -42,7 +43,11 @@ type AttributedRun struct {
 // of visible when set), of status when set, after the position after when set; merged newest
 // first and cut at limit when limit > 0. Each branch is an index-ordered walk of
 // idx_run_summaries_connection_order or idx_run_summaries_connector_order.
-func (h *ConsoleHistory) latest(ctx context.Context, branch string, branchIDs, visible []string, perBranch int, status string, after *RunKey, limit int) ([]AttributedRun, error) {
+// stripColumns are what a history strip needs of a run: its status inputs and failure fields,
+// not its gaps, facts and evidence (a page of the overview reads 2 400 runs).
+const stripColumns = "connection_id, run_id, first_at, last_at, event_count, status_key, terminal_status, started, last_status, event_failure_reason, bs_status, bs_wait_reason"
+
+func (h *ConsoleHistory) latest(ctx context.Context, branch string, branchIDs, visible []string, perBranch int, status string, after *RunKey, limit int, columns string) ([]AttributedRun, error) {
 	if len(branchIDs) == 0 || perBranch <= 0 {
 		return []AttributedRun{}, nil
 	}
@@ -57,8 +62,12 @@ func (h *ConsoleHistory) latest(ctx context.Context, branch string, branchIDs, v
 		return string(raw)
 	}
 	inner := db.NewSelect().TableExpr("run_summaries AS s")
+	outer := "r.*"
+	if columns != "" {
+		outer = "r." + strings.ReplaceAll(columns, ", ", ", r.")
+	}
 	if pg {
-		inner = inner.ColumnExpr("s.*").Where("s." + branch + " = c.id")
+		inner = inner.ColumnExpr(strings.ReplaceAll(outer, "r.", "s.")).Where("s." + branch + " = c.id")
 	} else {
 		inner = inner.ColumnExpr("s.rowid").Where("s." + branch + " = c.value")
 	}
@@ -85,9 +94,9 @@ func (h *ConsoleHistory) latest(ctx context.Context, branch string, branchIDs, v
 	}
 	var q *bun.RawQuery
 	if pg {
-		q = db.NewRaw("SELECT r.* FROM unnest(?::text[]) AS c(id) CROSS JOIN LATERAL (?) AS r "+tail, args...)
+		q = db.NewRaw("SELECT "+outer+" FROM unnest(?::text[]) AS c(id) CROSS JOIN LATERAL (?) AS r "+tail, args...)
 	} else {
-		q = db.NewRaw("SELECT r.* FROM json_each(?) AS c JOIN run_summaries AS r ON r.rowid IN (?) "+tail, args...)
+		q = db.NewRaw("SELECT "+outer+" FROM json_each(?) AS c JOIN run_summaries AS r ON r.rowid IN (?) "+tail, args...)
 	}
 	var rows []RunRow
 	if err := q.Scan(ctx, &rows); err != nil {
@@ -105,9 +114,10 @@ func (h *ConsoleHistory) latest(ctx context.Context, branch string, branchIDs, v
 }
 
 // Recent returns the newest n runs of each connection (newest first), in one statement: the
-// overview's history strips. A connection without runs has no key.
+// overview's history strips. A connection without runs has no key. The summaries carry what a
+// strip draws (status, times, failure reason), not known_gaps or collection_facts.
 func (h *ConsoleHistory) Recent(ctx context.Context, ids []string, n int) (map[string][]Summary, error) {
-	list, err := h.latest(ctx, "connection_id", ids, nil, n, "", nil, 0)
+	list, err := h.latest(ctx, "connection_id", ids, nil, n, "", nil, 0, stripColumns)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +137,7 @@ func (h *ConsoleHistory) Timeline(ctx context.Context, connectors, ids []string,
 	if ids == nil {
 		ids = []string{}
 	}
-	return h.latest(ctx, "connector_id", connectors, ids, limit+1, status, after, limit+1)
+	return h.latest(ctx, "connector_id", connectors, ids, limit+1, status, after, limit+1, "")
 }
 
 // DayOutcomes counts one day's runs of a connection by derived status.
