@@ -132,7 +132,10 @@ func (h *ConsoleHistory) Recent(ctx context.Context, ids []string, n int) (map[s
 // connectors), in run order, of status when set, after the position after when set: one page of
 // limit runs plus one (whether it exists is "has more"). One statement that walks each
 // connector's runs newest first (a fleet has far fewer connectors than connections), skipping
-// runs of other connections, until limit+1 of them are found.
+// runs of other connections, until limit+1 of them are found. A status that is rare walks far
+// (the whole history when none has it): 146 ms on the fleet profile for cancelled, which it has
+// not; per-connection walks of the status index would answer that one in 5 ms but take 84 ms
+// for succeeded. (Index-only two-phase reads need a vacuumed table to pay off.)
 func (h *ConsoleHistory) Timeline(ctx context.Context, connectors, ids []string, status string, after *RunKey, limit int) ([]AttributedRun, error) {
 	if ids == nil {
 		ids = []string{}
