@@ -130,17 +130,23 @@ func (h *ConsoleHistory) Recent(ctx context.Context, ids []string, n int) (map[s
 
 // Timeline returns the newest runs attributed to the connections ids (of the connectors
 // connectors), in run order, of status when set, after the position after when set: one page of
-// limit runs plus one (whether it exists is "has more"). One statement that walks each
-// connector's runs newest first (a fleet has far fewer connectors than connections), skipping
-// runs of other connections, until limit+1 of them are found. A status that is rare walks far
-// (the whole history when none has it): 146 ms on the fleet profile for cancelled, which it has
-// not; per-connection walks of the status index would answer that one in 5 ms but take 84 ms
-// for succeeded. (Index-only two-phase reads need a vacuumed table to pay off.)
+// limit runs plus one (whether it exists is "has more"). One statement. Without a status, or
+// with one most runs have (succeeded, failed), it walks each connector's runs newest first (a
+// fleet has far fewer connectors than connections), skipping runs of other connections, until
+// limit+1 are found; with any other status, which few runs have, that walk would cross the whole
+// history, so it seeks each connection's status index instead. Measured on the fleet profile
+// (1 000 connections of 100 connectors, 400 000 runs): unfiltered 18 ms per connector against
+// 130 ms per connection; cancelled (no run has it) 146 ms per connector against 5 ms per
+// connection; succeeded 18 against 84 ms.
 func (h *ConsoleHistory) Timeline(ctx context.Context, connectors, ids []string, status string, after *RunKey, limit int) ([]AttributedRun, error) {
 	if ids == nil {
 		ids = []string{}
 	}
-	return h.latest(ctx, "connector_id", connectors, ids, limit+1, status, after, limit+1, "")
+	switch status {
+	case "", StatusSucceeded, StatusFailed:
+		return h.latest(ctx, "connector_id", connectors, ids, limit+1, status, after, limit+1, "")
+	}
+	return h.latest(ctx, "connection_id", ids, nil, limit+1, status, after, limit+1, "")
 }
 
 // DayOutcomes counts one day's runs of a connection by derived status.

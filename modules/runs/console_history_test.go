@@ -107,6 +107,17 @@ func TestConsoleHistoryReads(t *testing.T) {
 			t.Errorf("failed timeline after stale_after = %v (%v), want the orphaned run first", failed, err)
 		}
 
+		running, err := h.Timeline(ctx, []string{"gmail"}, ids, runs.StatusInProgress, nil, 10)
+		if err != nil || len(running) != 0 {
+			t.Errorf("in-progress timeline after stale_after = %v (%v), want none", running, err)
+		}
+		f.clock.Set(feedT0.Add(12*time.Hour + time.Minute))
+		running, err = h.Timeline(ctx, []string{"gmail"}, ids, runs.StatusInProgress, nil, 10)
+		if err != nil || len(running) != 1 || running[0].RunID != "run_started" {
+			t.Errorf("in-progress timeline = %v (%v), want run_started", running, err)
+		}
+		f.clock.Set(feedT0.Add(14 * time.Hour))
+
 		days, total, err := h.Daily(ctx, ids[0], feedT0.Add(-24*time.Hour))
 		if err != nil {
 			t.Fatal(err)
@@ -131,6 +142,10 @@ func TestConsoleHistoryStatementsAreConstant(t *testing.T) {
 		for _, n := range []int{2, 12} {
 			reads := map[string]func(ctx context.Context) error{
 				"recent": func(ctx context.Context) error { _, err := h.Recent(ctx, ids[:n], 24); return err },
+				"timeline-rare": func(ctx context.Context) error {
+					_, err := h.Timeline(ctx, []string{"gmail"}, ids[:n], runs.StatusCancelled, nil, 50)
+					return err
+				},
 				"timeline": func(ctx context.Context) error {
 					_, err := h.Timeline(ctx, []string{"gmail"}, ids[:n], runs.StatusSucceeded, nil, 50)
 					return err
