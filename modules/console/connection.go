@@ -111,22 +111,24 @@ func chartOf(bars []DayBar) *Chart {
 		return nil
 	}
 	c.First, c.Last = bars[0].Day, bars[len(bars)-1].Day
-	scale := func(n int) int {
-		if n == 0 {
-			return 0
-		}
-		return max(2, n*chartHeight/c.Max) // a single run stays visible
-	}
+	// Segments are cut at the scaled running totals, so a day's bar is as tall as its total
+	// (no rounding lost per segment); a segment of one run keeps at least 2 px.
+	top := func(cum int) int { return chartHeight - cum*chartHeight/c.Max }
 	for i, b := range bars {
-		ok, bad, other := scale(b.Succeeded), scale(b.Failed), scale(b.Other)
-		y := chartHeight
 		bar := ChartBar{X: i * (w + gap), W: w, Day: b.Day, Succeeded: b.Succeeded, Failures: b.Failed}
-		y -= ok
-		bar.Ok = ChartSeg{Y: y, H: ok}
-		y -= bad
-		bar.Bad = ChartSeg{Y: y, H: bad}
-		y -= other
-		bar.Other = ChartSeg{Y: max(0, y), H: other}
+		y := chartHeight
+		seg := func(cum, n int) ChartSeg {
+			if n == 0 {
+				return ChartSeg{Y: y}
+			}
+			t := min(top(cum), y-2)
+			s := ChartSeg{Y: max(0, t), H: y - max(0, t)}
+			y = s.Y
+			return s
+		}
+		bar.Ok = seg(b.Succeeded, b.Succeeded)
+		bar.Bad = seg(b.Succeeded+b.Failed, b.Failed)
+		bar.Other = seg(b.Succeeded+b.Failed+b.Other, b.Other)
 		bar.Title = fmt.Sprintf("%s: %d succeeded, %d failed, %d other", b.Day, b.Succeeded, b.Failed, b.Other)
 		c.Bars = append(c.Bars, bar)
 	}
