@@ -243,6 +243,8 @@ func serve(args []string, stdout, stderr io.Writer) error {
 		}
 		if seeded {
 			fmt.Fprintln(stdout, "seeded the demo profile")
+		} else {
+			fmt.Fprintln(stdout, "the database is not empty: kept the existing data (--demo seeds only an empty database)")
 		}
 	}
 	var l *Listening

@@ -14,6 +14,7 @@ import (
 
 	"connsum/modules/auth"
 	"connsum/modules/bootstrap"
+	"connsum/modules/console/theme"
 	"connsum/modules/httpx"
 )
 
@@ -140,8 +141,36 @@ func errorHandler(log *slog.Logger) fiber.ErrorHandler {
 		if e.Status == fiber.StatusServiceUnavailable {
 			c.Set(fiber.HeaderRetryAfter, retryAfterSeconds)
 		}
+		if wantsHTML(c) {
+			// A browser navigating to a page gets a page; the JSON shape stays for every other
+			// client, byte for byte.
+			next := ""
+			if p := c.OriginalURL(); strings.HasPrefix(p, "/dashboard") {
+				next = p
+			}
+			c.Status(e.Status)
+			c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
+			c.Set(fiber.HeaderCacheControl, "no-store")
+			return c.Send(theme.ErrorPage(theme.ErrorPageData{Status: e.Status, Code: e.Code, Message: e.Message, Next: next}))
+		}
 		return httpx.JSON(c, e.Status, fiber.Map{"error": e})
 	}
+}
+
+// wantsHTML reports whether an error answer should be an HTML page: a GET or HEAD whose Accept
+// prefers text/html to JSON (a browser's navigation), and not the console's data fetch
+// (?_data=1). API clients (no Accept, */*, application/json) keep the JSON error shape.
+func wantsHTML(c *fiber.Ctx) bool {
+	if (c.Method() != fiber.MethodGet && c.Method() != fiber.MethodHead) || c.Query("_data") != "" {
+		return false
+	}
+	accept := strings.ToLower(c.Get(fiber.HeaderAccept))
+	h := strings.Index(accept, "text/html")
+	if h < 0 {
+		return false
+	}
+	j := strings.Index(accept, "application/json")
+	return j < 0 || h < j
 }
 
 // storageFault is the 503 of a write the database refused for its storage (disk full, read-only):

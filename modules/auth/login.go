@@ -13,6 +13,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"connsum/modules/console/theme"
 	"connsum/modules/httpx"
 )
 
@@ -49,19 +50,23 @@ var loginForm = template.Must(template.New("login").Parse(`<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Log in · connsum</title>
 <link rel="icon" href="data:,">
+<style>{{.CSS}}</style>
 </head>
 <body>
-<main>
-<h1>connsum</h1>
-{{if .Message}}<p role="alert"><strong>{{.Message}}</strong></p>{{end}}
+<header class="top"><span class="brand">connsum</span></header>
+<main class="narrow">
+<section class="card login">
+<h1>Log in to the owner console</h1>
+{{if .Message}}<p class="alert" role="alert">{{.Message}}</p>{{else if ne .Next "/dashboard"}}<p>Log in to open that page.</p>{{end}}
 <form method="post" action="/login">
-<p><label for="token">Owner token</label><br>
-<input id="token" name="token" type="password" autocomplete="current-password" required autofocus size="40"></p>
+<label for="token">Owner token</label>
+<input id="token" name="token" type="password" autocomplete="current-password" required autofocus>
 <input type="hidden" name="next" value="{{.Next}}">
-<p><button type="submit">Log in</button></p>
+<button type="submit">Log in</button>
 </form>
-<p>Or open the one-time login link that <code>connsum serve</code> printed. The owner token is in
-<code>auth.owner_token</code>, or in <code>owner_token</code> in the data directory.</p>
+<p class="hint">Or open the one-time login link that <code>connsum serve</code> printed (valid 10 minutes, once).
+The owner token is the <code>auth.owner_token</code> setting, or the file <code>owner_token</code> in the data directory.</p>
+</section>
 </main>
 </body>
 </html>
@@ -70,7 +75,13 @@ var loginForm = template.Must(template.New("login").Parse(`<!doctype html>
 // page renders the login form with status and an optional message.
 func page(c *fiber.Ctx, status int, message, next string) error {
 	var buf bytes.Buffer
-	if err := loginForm.Execute(&buf, struct{ Message, Next string }{message, next}); err != nil {
+	if next == "" {
+		next = "/dashboard"
+	}
+	if err := loginForm.Execute(&buf, struct {
+		Message, Next string
+		CSS           template.CSS
+	}{message, next, theme.CSS()}); err != nil {
 		return err
 	}
 	c.Status(status)
@@ -180,6 +191,10 @@ func (s *Service) loginWithToken(c *fiber.Ctx) error {
 	}
 	if !equal(token, s.tokens.Owner) || s.store == nil {
 		s.limiter.Failed(ClientKey(c.IP()))
+		if token == "" && !asJSON {
+			// The same refusal; the form says what is missing rather than "not valid".
+			return page(c, fiber.StatusUnauthorized, "Enter the owner token.", next)
+		}
 		return fail(fiber.StatusUnauthorized, errBadToken, next)
 	}
 	secret, sess, err := s.store.Create(c.UserContext(), ViaToken, c.Get(fiber.HeaderUserAgent), c.IP())

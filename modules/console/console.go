@@ -6,23 +6,22 @@ package console
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"embed"
-	"encoding/base64"
+	"fmt"
 	"html/template"
-	"sort"
+	"net/url"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
 	"connsum/modules/bootstrap"
-	"connsum/modules/catalog"
+	"connsum/modules/console/theme"
 	"connsum/modules/httpx"
 	"connsum/modules/runs"
 	"connsum/modules/summary"
 )
 
-//go:embed templates/*.html templates/*.css
+//go:embed templates/*.html
 var assets embed.FS
 
 // Pages serves the console.
@@ -30,31 +29,23 @@ type Pages struct {
 	feed *summary.Feed
 	now  bootstrap.Clock
 	tpl  *template.Template
-	css  template.CSS
+	// history is the console's reads over the run read model; nil with runs.evidence=spine,
+	// where the pages show what the feed's deep reads carry instead.
+	history *runs.ConsoleHistory
 }
 
 // StyleHash is the CSP source ('sha256-…') of the stylesheet every console page inlines: the
 // Content-Security-Policy allows that exact <style> element and no other inline style, and the
 // page needs no second request for its styles.
-func StyleHash() (string, error) {
-	css, err := assets.ReadFile("templates/console.css")
-	if err != nil {
-		return "", err
-	}
-	sum := sha256.Sum256(css)
-	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'", nil
-}
+func StyleHash() (string, error) { return theme.StyleHash(), nil }
 
-// NewPages parses the embedded templates.
-func NewPages(feed *summary.Feed, now bootstrap.Clock) (*Pages, error) {
-	p := &Pages{feed: feed, now: now}
-	css, err := assets.ReadFile("templates/console.css")
-	if err != nil {
-		return nil, err
-	}
-	p.css = template.CSS(css)
+// NewPages parses the embedded templates. ev is the deep run evidence: when it is the read model
+// the pages also draw history strips, the fleet timeline and outcomes per day from it.
+func NewPages(feed *summary.Feed, now bootstrap.Clock, ev runs.Evidence) (*Pages, error) {
+	p := &Pages{feed: feed, now: now, history: runs.ConsoleHistoryOf(ev)}
 	funcs := template.FuncMap{
-		"bytes": HumanBytes, "count": HumanCount, "exact": ExactTime, "duration": Duration, "tone": Tone,
+		"bytes": HumanBytes, "count": HumanCount, "exact": ExactTime, "tone": Tone, "word": Word,
+		"explain": Explain, "runDuration": RunDuration,
 		"ago": func(s string) string { return RelativeTime(s, p.now()) },
 		"deref": func(s *string) string {
 			if s == nil {
@@ -68,7 +59,21 @@ func NewPages(feed *summary.Feed, now bootstrap.Clock) (*Pages, error) {
 			}
 			return *n
 		},
+		"runReason": RunReason,
+		"query": func(base string, kv ...string) string {
+			v := url.Values{}
+			for i := 0; i+1 < len(kv); i += 2 {
+				if kv[i+1] != "" {
+					v.Set(kv[i], kv[i+1])
+				}
+			}
+			if len(v) == 0 {
+				return base
+			}
+			return base + "?" + v.Encode()
+		},
 	}
+	var err error
 	p.tpl, err = template.New("console").Funcs(funcs).ParseFS(assets, "templates/*.html")
 	return p, err
 }
@@ -85,38 +90,6 @@ func (p *Pages) Routes() []httpx.Route {
 	}
 }
 
-// Counts summarise the overview for the page header.
-type Counts struct {
-	Connections int
-	ByHealth    map[string]int
-	Records     int64
-	Bytes       int64
-}
-
-// DashboardData is the data of /dashboard.
-type DashboardData struct {
-	Items  []summary.Item `json:"items"`
-	Counts Counts         `json:"counts"`
-}
-
-// RunsData is the data of /dashboard/runs.
-type RunsData struct {
-	Connections []ConnectionRuns `json:"connections"`
-}
-
-// ConnectionRuns is one connection's recent runs.
-type ConnectionRuns struct {
-	Item summary.Item   `json:"item"`
-	Runs []runs.Summary `json:"runs"`
-}
-
-// ConnectionData is the data of /dashboard/connections/{id}.
-type ConnectionData struct {
-	Diagnostics *summary.Diagnostics `json:"diagnostics"`
-	Connection  *catalog.Connection  `json:"connection"`
-	Runs        []runs.Summary       `json:"runs"`
-}
-
 type page struct {
 	Title  string
 	Nav    string
@@ -131,91 +104,22 @@ func (p *Pages) render(c *fiber.Ctx, name, title, nav string, data any, started 
 	if c.Query("_data") != "" {
 		return httpx.JSON(c, fiber.StatusOK, data)
 	}
+	rendering := time.Now()
 	var buf bytes.Buffer
-	err := p.tpl.ExecuteTemplate(&buf, name, page{Title: title, Nav: nav, CSS: p.css, Data: data,
+	err := p.tpl.ExecuteTemplate(&buf, name, page{Title: title, Nav: nav, CSS: theme.CSS(), Data: data,
 		Now: p.now().UTC().Format("2006-01-02 15:04 UTC"), Timing: time.Since(started).Round(10 * time.Microsecond).String()})
 	if err != nil {
 		return err
 	}
 	c.Set(fiber.HeaderContentType, fiber.MIMETextHTMLCharsetUTF8)
 	c.Set("Cache-Control", "no-store")
+	c.Append("Server-Timing", fmt.Sprintf("render;dur=%.2f, total;dur=%.2f", ms(time.Since(rendering)), ms(time.Since(started))))
 	return c.Send(buf.Bytes())
 }
 
-func (p *Pages) overview(ctx context.Context, pl summary.Pipeline, history int) (*summary.Result, error) {
-	res, _, err := p.feed.Read(ctx, summary.FeedRequest{List: summary.ListQuery{Pipeline: pl, History: history}})
+// overview reads the cached overview (all rows): the console's pages order, filter and page it
+// in memory, so they share one projection with the API and with each other.
+func (p *Pages) overview(ctx context.Context) (*summary.Result, error) {
+	res, _, err := p.feed.Read(ctx, summary.FeedRequest{List: summary.ListQuery{Pipeline: summary.PipelineOverview}})
 	return res, err
-}
-
-func (p *Pages) dashboard(c *fiber.Ctx) error {
-	start := time.Now()
-	res, err := p.overview(c.UserContext(), summary.PipelineOverview, 0)
-	if err != nil {
-		return err
-	}
-	d := DashboardData{Items: res.Items, Counts: Counts{Connections: len(res.Items), ByHealth: map[string]int{}}}
-	// The fleet counts of GET /_ref/fleet-health; the header shows the states that occur.
-	byHealth, _ := summary.CountFleet(res.Items)
-	for state, n := range byHealth {
-		if n > 0 {
-			d.Counts.ByHealth[state] = n
-		}
-	}
-	for _, it := range res.Items {
-		d.Counts.Records += it.TotalRecords
-		if it.TotalRetainedBytes != nil {
-			d.Counts.Bytes += *it.TotalRetainedBytes
-		}
-	}
-	return p.render(c, "dashboard.html", "Connections", "dashboard", d, start)
-}
-
-// runsPerConnection bounds /dashboard/runs.
-const runsPerConnection = 8
-
-func (p *Pages) runsPage(c *fiber.Ctx) error {
-	start := time.Now()
-	res, err := p.overview(c.UserContext(), summary.PipelineDeep, runsPerConnection)
-	if err != nil {
-		return err
-	}
-	// The deep list already holds each connection's matching runs; no extra reads.
-	d := RunsData{Connections: []ConnectionRuns{}}
-	for _, it := range res.Items {
-		cr := ConnectionRuns{Item: it, Runs: []runs.Summary{}}
-		if ev := res.Evidence[it.ConnectionID]; ev != nil {
-			cr.Runs = ev.Runs[:min(len(ev.Runs), runsPerConnection)]
-		}
-		d.Connections = append(d.Connections, cr)
-	}
-	sort.SliceStable(d.Connections, func(i, j int) bool {
-		a, b := d.Connections[i].Item.LastRun, d.Connections[j].Item.LastRun
-		switch {
-		case a == nil:
-			return false
-		case b == nil:
-			return true
-		}
-		return runs.Before(a, b)
-	})
-	return p.render(c, "runs.html", "Recent runs", "runs", d, start)
-}
-
-func (p *Pages) connection(c *fiber.Ctx) error {
-	start := time.Now()
-	id := c.Params("id")
-	e, err := p.feed.Connection(c.UserContext(), id)
-	if err != nil {
-		return summary.ConnectionHTTPError(id, err)
-	}
-	diag, err := p.feed.Diagnostics(c.UserContext(), e)
-	if err != nil {
-		return err
-	}
-	history := diag.Runs
-	if history == nil {
-		history = []runs.Summary{}
-	}
-	d := ConnectionData{Diagnostics: diag, Connection: e.Connection, Runs: history}
-	return p.render(c, "connection.html", e.Connection.DisplayName, "dashboard", d, start)
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"connsum/modules/bootstrap"
+	"connsum/modules/runs"
 )
 
 // HumanBytes renders a byte count with a binary unit: 0 B, 999 B, 1.5 KiB, 12 MiB.
@@ -47,7 +48,7 @@ func HumanCount(n int64) string {
 }
 
 // RelativeTime renders how long ago t (stored form) was, relative to now: "just now",
-// "5 min ago", "3 h ago", "2 days ago"; future times read "in …". Unparseable input is returned as is.
+// "5 min ago", "1 h 31 min ago", "9 h ago", "2 days ago"; future times read "in …". Unparseable input is returned as is.
 func RelativeTime(stored string, now time.Time) string {
 	t, err := time.Parse(bootstrap.TimeFormat, stored)
 	if err != nil {
@@ -62,8 +63,15 @@ func RelativeTime(stored string, now time.Time) string {
 	switch {
 	case d < 45*time.Second:
 		return "just now"
-	case d < 90*time.Minute:
+	case d < 59*time.Minute+30*time.Second:
 		s = fmt.Sprintf("%d min", int(d.Minutes()+0.5))
+	case d < 6*time.Hour:
+		// Hours and minutes: 91 minutes is "1 h 31 min", not "2 h".
+		m := int(d.Minutes() + 0.5)
+		s = fmt.Sprintf("%d h", m/60)
+		if m%60 != 0 {
+			s += fmt.Sprintf(" %d min", m%60)
+		}
 	case d < 36*time.Hour:
 		s = fmt.Sprintf("%d h", int(d.Hours()+0.5))
 	default:
@@ -115,4 +123,35 @@ func Tone(state string) string {
 		return "info"
 	}
 	return "muted"
+}
+
+// RunReason is why a run ended as it did, for people: its failure reason, else its status when
+// that is not a success; the zero Reason for a succeeded or running run.
+func RunReason(s *runs.Summary) Reason {
+	if s == nil {
+		return Reason{}
+	}
+	if s.FailureReason != nil && *s.FailureReason != "" {
+		return Explain(*s.FailureReason)
+	}
+	switch s.Status {
+	case runs.StatusSucceeded, runs.StatusInProgress:
+		return Reason{}
+	}
+	return Explain(s.Status)
+}
+
+// RunDuration is how long a finished run took ("4 min 12 s"); a run that has not finished has
+// no duration: "running" while in progress, else "—".
+func RunDuration(s *runs.Summary) string {
+	if s == nil {
+		return "—"
+	}
+	if s.FinishedAt == nil {
+		if s.Status == runs.StatusInProgress {
+			return "running"
+		}
+		return "—"
+	}
+	return Duration(s.FirstAt, s.LastAt)
 }

@@ -39,8 +39,10 @@ type connectionSpec struct {
 	failRate                    float64
 }
 
-// Seed loads a named profile. The data is deterministic for a given seed and day: times are
-// laid out backwards from the start of the current UTC hour, so the demo always looks recent.
+// Seed loads a named profile. The data is deterministic for a given seed: times are laid out
+// backwards from the current minute, so the demo shows the same states whenever it is seeded
+// (the newest runs end at least 13 minutes before it; a run left in progress stays so for
+// runs.stale_after from its last event), and every connection is created before its first run.
 func Seed(ctx context.Context, db *bun.DB, profile string, seed int64, progress io.Writer) (SeedStats, error) {
 	var specs []connectorSpec
 	switch profile {
@@ -190,7 +192,7 @@ func fleetProfile() []connectorSpec {
 // load writes specs through the catalog, ingest and retained stores.
 func load(ctx context.Context, db *bun.DB, specs []connectorSpec, seed int64, progress io.Writer) (SeedStats, error) {
 	rng := rand.New(rand.NewSource(seed))
-	base := time.Now().UTC().Truncate(time.Hour)
+	base := time.Now().UTC().Truncate(time.Minute)
 	clock := func() time.Time { return base }
 	// Seeds maintain the run read model like the service does.
 	rm := runs.NewReadModel(db, runs.Options{}, time.Now)
@@ -246,6 +248,12 @@ func load(ctx context.Context, db *bun.DB, specs []connectorSpec, seed int64, pr
 			return st, err
 		}
 		st.Connectors++
+		// Every connection of the connector is created before the oldest run of any of them,
+		// in the order of the spec (the feed's order inside a connector is by creation).
+		var span time.Duration
+		for _, cs := range spec.connections {
+			span = max(span, time.Duration(cs.runs)*runGap(cs.runs)+2*time.Hour)
+		}
 		for ni, cs := range spec.connections {
 			kind := cs.kind
 			if kind == "" {
@@ -262,7 +270,7 @@ func load(ctx context.Context, db *bun.DB, specs []connectorSpec, seed int64, pr
 				return st, err
 			}
 			// Spread created_at so the feed order inside a connector is by creation.
-			if _, err := db.NewUpdate().Table("connections").Set("created_at = ?", bootstrap.FormatTime(base.Add(time.Duration(ni)*time.Minute))).
+			if _, err := db.NewUpdate().Table("connections").Set("created_at = ?", bootstrap.FormatTime(base.Add(-span+time.Duration(ni)*time.Minute))).
 				Where("connection_id = ?", conn.ConnectionID).Exec(ctx); err != nil {
 				return st, err
 			}
@@ -307,21 +315,35 @@ func load(ctx context.Context, db *bun.DB, specs []connectorSpec, seed int64, pr
 	return st, nil
 }
 
+// runGap is the time between a connection's runs: the more runs, the closer.
+func runGap(runs int) time.Duration {
+	switch {
+	case runs > 1000:
+		return 30 * time.Minute
+	case runs > 100:
+		return 2 * time.Hour
+	}
+	return 6 * time.Hour
+}
+
 // runEvents lays out cs.runs runs backwards from base, newest first in time. Browser runs carry
 // data.browser_surface keyed to the connection's expected profile key; other runs carry the
 // connection id explicitly. Some browser runs fail at the surface stage.
 func runEvents(rng *rand.Rand, spec connectorSpec, cs connectionSpec, connID, key string, base time.Time) []json.RawMessage {
 	var out []json.RawMessage
-	gap := 6 * time.Hour
-	switch {
-	case cs.runs > 1000:
-		gap = 30 * time.Minute
-	case cs.runs > 100:
-		gap = 2 * time.Hour
-	}
+	gap := runGap(cs.runs)
 	for r := 0; r < cs.runs; r++ {
 		runID := fmt.Sprintf("run_%s_%04d", connID[4:12], r)
-		start := base.Add(-time.Duration(r)*gap - time.Duration(rng.Intn(3600))*time.Second - 10*time.Minute)
+		// A run's events span at most ~12 minutes from its start: 13 minutes back keeps every
+		// event in the past. The newest run starts either recently (a run left running is then
+		// in progress for at least 12 minutes after seeding) or over 43 minutes back (a run left
+		// running is orphaned at once), never in between: a demo started at any moment shows
+		// the same states, and keeps them for a while.
+		jitter := time.Duration(rng.Intn(3600)) * time.Second
+		if r == 0 && jitter < 30*time.Minute {
+			jitter %= 5 * time.Minute
+		}
+		start := base.Add(-time.Duration(r)*gap - jitter - 13*time.Minute)
 		evID := 0
 		emit := func(typ, status string, at time.Time, data map[string]any) {
 			evID++

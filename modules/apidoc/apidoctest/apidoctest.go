@@ -44,6 +44,7 @@ var InvalidRequestTests = map[string]string{
 	"TestAuthMatrix":                                "sends no, wrong and misplaced credentials",
 	"TestAdminRoutesAreOffWithoutAdminToken":        "admin routes without an admin token configured",
 	"TestLogin":                                     "wrong login tokens and redirect targets",
+	"TestConsoleErrorsByAccept":                     "browser requests without or with a wrong credential, an empty login form",
 	"TestCookieWritesNeedJSONAndSameOrigin":         "the CSRF matrix: cookie and bearer writes with every content type and origin",
 	"TestLogoutEndsTheSession":                      "a cross-site logout, the ended session used again",
 	"TestLoginFailuresAreRateLimited":               "wrong login tokens until the rate limit answers",
