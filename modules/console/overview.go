@@ -56,6 +56,9 @@ type DashboardData struct {
 	Next     string         `json:"next,omitempty"`
 	Previous string         `json:"previous,omitempty"`
 
+	// Revision is the feed revision the page shows: its live rows stream from there.
+	Revision int64 `json:"-"`
+
 	Query OverviewQuery `json:"-"`
 	// FirstRow and LastRow number the page's rows among the matching ones (1-based).
 	FirstRow, LastRow int           `json:"-"`
@@ -330,12 +333,18 @@ func (p *Pages) dashboard(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	digest := p.feed.Digest(c)
+	if c.Query("_data") != "" {
+		if done, err := p.feed.NotModified(c, digest); done || err != nil {
+			return err
+		}
+	}
 	res, err := p.overview(c.UserContext())
 	if err != nil {
 		return err
 	}
 	items, matching, offset, next, prev := OverviewPage(res.Items, q, OverviewPageSize)
-	d := DashboardData{Items: items, Matching: matching, Query: q, FirstRow: offset + 1, LastRow: offset + len(items),
+	d := DashboardData{Items: items, Matching: matching, Query: q, FirstRow: offset + 1, LastRow: offset + len(items), Revision: res.Revision,
 		Counts: Counts{Connections: len(res.Items), ByHealth: map[string]int{}}}
 	if next != nil {
 		d.Next = q.href("after", next)
@@ -356,6 +365,9 @@ func (p *Pages) dashboard(c *fiber.Ctx) error {
 		}
 	}
 	if c.Query("_data") != "" {
+		// The page's data is the overview's, ordered and filtered: its tag is the overview's
+		// revision and time horizon with this route's digest (SPEC §2.7).
+		summary.SetETag(c, res.Revision, res.ValidUntil, digest)
 		return p.render(c, "", "", "", d, start)
 	}
 	all := OverviewQuery{Q: q.Q}

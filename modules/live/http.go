@@ -86,6 +86,13 @@ func (h *Handlers) stream(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	return h.Serve(c, f, from, nil)
+}
+
+// Serve answers c with a stream of the hub's events for f from position from: the API's stream,
+// and the console's, which passes render to turn each event into what its page needs (nil: the
+// event as it is; a nil result: skip the event).
+func (h *Handlers) Serve(c *fiber.Ctx, f Filter, from *Position, render func(*Event) *Event) error {
 	sub, err := h.hub.Subscribe(f, from)
 	if errors.Is(err, ErrFull) || errors.Is(err, ErrClosed) {
 		c.Set(fiber.HeaderRetryAfter, "2")
@@ -103,6 +110,14 @@ func (h *Handlers) stream(c *fiber.Ctx) error {
 	}
 	conn := c.Context().Conn()
 	heartbeat, writeTimeout := h.o.Heartbeat, h.o.WriteTimeout
+	write := func(w *bufio.Writer, e *Event) {
+		if render != nil {
+			if e = render(e); e == nil {
+				return
+			}
+		}
+		writeEvent(w, e)
+	}
 	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
 		defer sub.Close()
 		tick := time.NewTicker(heartbeat)
@@ -117,7 +132,7 @@ func (h *Handlers) stream(c *fiber.Ctx) error {
 				if !ok {
 					return // the hub ended it; a resync event was queued before when one is due
 				}
-				writeEvent(w, e)
+				write(w, e)
 				// Write what else is queued before flushing: one flush per burst.
 				for more := true; more; {
 					select {
@@ -126,7 +141,7 @@ func (h *Handlers) stream(c *fiber.Ctx) error {
 							_ = flush(w, conn, writeTimeout)
 							return
 						}
-						writeEvent(w, e)
+						write(w, e)
 					default:
 						more = false
 					}

@@ -49,6 +49,7 @@ func NewServiceHub(lc fx.Lifecycle, db *bun.DB, bo bootstrap.Options, p *summary
 var Module = fx.Module("live",
 	fx.Provide(
 		NewServiceHub,
-		fx.Annotate(NewHandlers, fx.As(new(httpx.Registrar)), fx.ResultTags(`group:"routes"`)),
+		NewHandlers,
+		fx.Annotate(func(h *Handlers) httpx.Registrar { return h }, fx.ResultTags(`group:"routes"`)),
 	),
 )

@@ -1,0 +1,94 @@
+package console
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+
+	"connsum/modules/httpx"
+	"connsum/modules/live"
+	"connsum/modules/summary"
+)
+
+//go:embed assets/live.js
+var scripts embed.FS
+
+// LiveRows serves the console's live updates: /dashboard/stream, the change stream with each
+// changed item rendered as its overview row (the same template as the page), and the small
+// script that applies them. Pages work without either (progressive enhancement); the CSP stays
+// strict: the script is a file of this origin, and the stream is a same-origin connection.
+type LiveRows struct {
+	pages   *Pages
+	streams *live.Handlers
+	script  []byte
+}
+
+// NewLiveRows returns the live rows over the console's pages and the service's streams.
+func NewLiveRows(p *Pages, streams *live.Handlers) (*LiveRows, error) {
+	b, err := scripts.ReadFile("assets/live.js")
+	return &LiveRows{pages: p, streams: streams, script: b}, err
+}
+
+// Routes implements httpx.Registrar.
+func (l *LiveRows) Routes() []httpx.Route {
+	return []httpx.Route{
+		{Method: fiber.MethodGet, Path: "/dashboard/stream", Access: httpx.Owner, Handler: l.stream},
+		// The script is no secret; public, so that loading it never meets a login redirect.
+		{Method: fiber.MethodGet, Path: "/dashboard/assets/live.js", Access: httpx.Public, Handler: l.serveScript},
+	}
+}
+
+func (l *LiveRows) serveScript(c *fiber.Ctx) error {
+	c.Set(fiber.HeaderContentType, "text/javascript; charset=utf-8")
+	c.Set(fiber.HeaderCacheControl, "public, max-age=300")
+	return c.Send(l.script)
+}
+
+// Row events of the console's stream.
+const (
+	eventRow    = "row"    // {"connection_id", "html"}: the row as the overview draws it
+	eventRemove = "remove" // {"connection_id"}
+)
+
+// renderTimeout bounds one row's render (it reads the row's history strip).
+const renderTimeout = 5 * time.Second
+
+func (l *LiveRows) stream(c *fiber.Ctx) error {
+	var args [][2]string
+	c.Context().QueryArgs().VisitAll(func(k, v []byte) { args = append(args, [2]string{string(k), string(v)}) })
+	f, from, err := live.ParseStreamQuery(args, c.Get("Last-Event-ID"))
+	if err != nil {
+		return err
+	}
+	return l.streams.Serve(c, f, from, l.render)
+}
+
+// render turns a stream event into what the page applies; nil skips it.
+func (l *LiveRows) render(e *live.Event) *live.Event {
+	switch e.Type {
+	case live.EventItem:
+		var d struct {
+			Item summary.Item `json:"item"`
+		}
+		if err := json.Unmarshal(e.Data, &d); err != nil {
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), renderTimeout)
+		defer cancel()
+		html, err := l.pages.RenderRow(ctx, d.Item)
+		if err != nil {
+			return nil // the page keeps the row it has; a later change or a reload shows it
+		}
+		b, _ := json.Marshal(struct {
+			ConnectionID string `json:"connection_id"`
+			HTML         string `json:"html"`
+		}{d.Item.ConnectionID, string(html)})
+		return &live.Event{ID: e.ID, Type: eventRow, Data: b}
+	case live.EventRemoved:
+		return &live.Event{ID: e.ID, Type: eventRemove, Data: e.Data}
+	}
+	return e
+}
