@@ -109,9 +109,13 @@ func TestCookieWritesNeedJSONAndSameOrigin(t *testing.T) {
 	})
 }
 
-// inlineContent finds what a strict CSP blocks in a page: inline scripts, style and
-// event-handler attributes, javascript: URLs. (An inline <style> passes only by its hash.)
-var inlineContent = regexp.MustCompile(`(?i)<script|\sstyle\s*=|\son[a-z]+\s*=|javascript:`)
+// inlineContent finds what a strict CSP blocks in a page: style and event-handler attributes,
+// javascript: URLs (an inline <style> passes only by its hash; scripts: scriptElement).
+var inlineContent = regexp.MustCompile(`(?i)\sstyle\s*=|\son[a-z]+\s*=|javascript:`)
+
+// scriptElement is every script element of a page: each must load a file of this origin
+// (script-src 'self') and have no inline body.
+var scriptElement = regexp.MustCompile(`(?is)<script([^>]*)>(.*?)</script>`)
 
 var styleElement = regexp.MustCompile(`(?s)<style>(.*?)</style>`)
 
@@ -141,6 +145,14 @@ func TestSecurityHeadersOnEveryConsolePage(t *testing.T) {
 			}
 			if m := inlineContent.Find(r.body); m != nil {
 				t.Errorf("%s has inline content the CSP blocks: %q", name, m)
+			}
+			if n := strings.Count(strings.ToLower(string(r.body)), "<script"); n != len(scriptElement.FindAll(r.body, -1)) {
+				t.Errorf("%s has %d script tags but %d whole script elements", name, n, len(scriptElement.FindAll(r.body, -1)))
+			}
+			for _, m := range scriptElement.FindAllSubmatch(r.body, -1) {
+				if !regexp.MustCompile(`^\s+src="/[^"/][^"]*"(\s+defer)?$`).Match(m[1]) || len(m[2]) != 0 {
+					t.Errorf("%s has a script the CSP blocks or that is not this origin's file: %q", name, m[0])
+				}
 			}
 			csp := r.header.Get("Content-Security-Policy")
 			for _, want := range []string{"default-src 'none'", "script-src 'self';", "frame-ancestors 'none'", "base-uri 'none'", "form-action 'self'"} {

@@ -106,10 +106,24 @@ func TestConsoleRowsGoLive(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The connection page's card follows its connection.
+		if err := chromedp.Do(tab,
+			chromedp.Navigate(base+"/dashboard/connections/cin_a"),
+			chromedp.WaitVisible(`#connection-card`),
+			chromedp.WaitVisible(`#live-status[data-state="on"]`),
+		); err != nil {
+			t.Fatal(err)
+		}
+		h.do("PATCH", "/_ref/connections/cin_a", map[string]any{"status": "paused"}).expect(t, 200)
+		if _, err := chromedp.Run(tab, chromedp.Poll[bool](`(document.querySelector('#connection-card.updated h1')||{textContent:''}).textContent.includes('paused') || undefined`,
+			chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+			card, _ := chromedp.Run(tab, chromedp.Text(`#connection-card`))
+			t.Fatalf("the connection page's card did not follow the pause: %v\n%s", err, card)
+		}
 		mu.Lock()
 		defer mu.Unlock()
-		if !strings.Contains(text, "Renamed live") || marker != 1 || navigations != 1 || documents != 1 {
-			t.Fatalf("row %q, marker %d, navigations %d, document requests %d: want the new name without a reload", text, marker, navigations, documents)
+		if !strings.Contains(text, "Renamed live") || marker != 1 || navigations != 1 || documents != 2 {
+			t.Fatalf("row %q, marker %d, navigations %d, document requests %d: want the new name without a reload (two documents: the overview and the connection page)", text, marker, navigations, documents)
 		}
 		if len(failed) > 0 {
 			t.Fatalf("failed requests: %v", failed)

@@ -1,6 +1,8 @@
 package console
 
 import (
+	"bytes"
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -33,6 +35,8 @@ type ConnectionData struct {
 	// Days are the outcomes per day of the last ChartDays days (empty when not read).
 	Days []DayBar `json:"days"`
 
+	// Revision is the feed revision read before the page's reads: its live card streams from there.
+	Revision    int64    `json:"-"`
 	Reason      Reason   `json:"-"`
 	Expects     []string `json:"-"`
 	Matched     int      `json:"-"`
@@ -194,6 +198,10 @@ func (p *Pages) connection(c *fiber.Ctx) error {
 			rq.After, focus = k, run
 		}
 	}
+	rev, err := p.feed.Revision(ctx)
+	if err != nil {
+		return err
+	}
 	diag, err := p.feed.Diagnostics(ctx, e)
 	if err != nil {
 		return err
@@ -203,7 +211,7 @@ func (p *Pages) connection(c *fiber.Ctx) error {
 		return err
 	}
 	d := ConnectionData{Diagnostics: diag, Connection: e.Connection, Runs: page.Items, TotalRuns: -1, Days: []DayBar{},
-		Paged: rq.After != nil, FocusRunID: focus, Expects: expectations(e, diag.ExpectedProfileKey)}
+		Paged: rq.After != nil, FocusRunID: focus, Expects: expectations(e, diag.ExpectedProfileKey), Revision: rev}
 	if page.NextCursor != nil {
 		d.Next = "/dashboard/connections/" + e.Connection.ConnectionID + "?cursor=" + *page.NextCursor
 	}
@@ -233,4 +241,25 @@ func (p *Pages) connection(c *fiber.Ctx) error {
 		title = e.Connection.ConnectionID
 	}
 	return p.render(c, "connection.html", title, "dashboard", d, start)
+}
+
+// Card is what the template "connection-card" draws: the connection page's summary of its feed
+// item, its health explained, and what the connection expects.
+type Card struct {
+	Item    *summary.Item
+	Reason  Reason
+	Expects []string
+}
+
+// RenderCard renders the connection page's card from one feed item: what a live update of the
+// page sends for a changed item (one statement: the connection, for what it expects).
+func (p *Pages) RenderCard(ctx context.Context, it summary.Item) ([]byte, error) {
+	e, err := p.feed.Connection(ctx, it.ConnectionID)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	err = p.tpl.ExecuteTemplate(&buf, "connection-card", Card{Item: &it, Reason: Explain(it.Health.Reason),
+		Expects: expectations(e, catalog.ExpectedProfileKey(e.Connection, e.Connector))})
+	return buf.Bytes(), err
 }

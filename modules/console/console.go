@@ -60,6 +60,9 @@ func NewPages(feed *summary.Feed, now bootstrap.Clock, ev runs.Evidence) (*Pages
 			return *n
 		},
 		"runReason": RunReason,
+		"card": func(it *summary.Item, r Reason, expects []string) Card {
+			return Card{Item: it, Reason: r, Expects: expects}
+		},
 		"query": func(base string, kv ...string) string {
 			v := url.Values{}
 			for i := 0; i+1 < len(kv); i += 2 {

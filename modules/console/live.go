@@ -17,8 +17,8 @@ import (
 var scripts embed.FS
 
 // LiveRows serves the console's live updates: /dashboard/stream, the change stream with each
-// changed item rendered as its overview row (the same template as the page), and the small
-// script that applies them. Pages work without either (progressive enhancement); the CSP stays
+// changed item rendered as its overview row or, for a connection page (?connection=), as the
+// page's card (the same templates as the pages), and the small script that applies them. Pages work without either (progressive enhancement); the CSP stays
 // strict: the script is a file of this origin, and the stream is a same-origin connection.
 type LiveRows struct {
 	pages   *Pages
@@ -50,6 +50,7 @@ func (l *LiveRows) serveScript(c *fiber.Ctx) error {
 // Row events of the console's stream.
 const (
 	eventRow    = "row"    // {"connection_id", "html"}: the row as the overview draws it
+	eventCard   = "card"   // {"connection_id", "html"}: the connection page's card
 	eventRemove = "remove" // {"connection_id"}
 )
 
@@ -63,11 +64,17 @@ func (l *LiveRows) stream(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	return l.streams.Serve(c, f, from, l.render)
+	// The overview's stream sends rows; a connection page's (?connection=) its card.
+	typ, draw := eventRow, l.pages.RenderRow
+	if f.ConnectionID != "" {
+		typ, draw = eventCard, l.pages.RenderCard
+	}
+	return l.streams.Serve(c, f, from, func(e *live.Event) *live.Event { return renderEvent(e, typ, draw) })
 }
 
-// render turns a stream event into what the page applies; nil skips it.
-func (l *LiveRows) render(e *live.Event) *live.Event {
+// renderEvent turns a stream event into what the page applies (an item drawn by draw as an event
+// of type typ); nil skips it.
+func renderEvent(e *live.Event, typ string, draw func(context.Context, summary.Item) ([]byte, error)) *live.Event {
 	switch e.Type {
 	case live.EventItem:
 		var d struct {
@@ -78,15 +85,15 @@ func (l *LiveRows) render(e *live.Event) *live.Event {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), renderTimeout)
 		defer cancel()
-		html, err := l.pages.RenderRow(ctx, d.Item)
+		html, err := draw(ctx, d.Item)
 		if err != nil {
-			return nil // the page keeps the row it has; a later change or a reload shows it
+			return nil // the page keeps what it has; a later change or a reload shows it
 		}
 		b, _ := json.Marshal(struct {
 			ConnectionID string `json:"connection_id"`
 			HTML         string `json:"html"`
 		}{d.Item.ConnectionID, string(html)})
-		return &live.Event{ID: e.ID, Type: eventRow, Data: b}
+		return &live.Event{ID: e.ID, Type: typ, Data: b}
 	case live.EventRemoved:
 		return &live.Event{ID: e.ID, Type: eventRemove, Data: e.Data}
 	}

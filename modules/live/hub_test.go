@@ -485,7 +485,9 @@ func TestStreamUnderConcurrentWriters(t *testing.T) {
 				t.Errorf("%s: the stream ends with\n%s\nthe overview is\n%s", id, state[id], want)
 			}
 		}
-		if rev, _ := revision.Current(f.ctx, db); lastRev != rev {
+		// The last write may have changed no item (a run older than the connection's last run
+		// leaves its item as it was): the last event is at or before the database's revision.
+		if rev, _ := revision.Current(f.ctx, db); lastRev > rev || lastRev == 0 {
 			t.Errorf("last event at revision %d, the database is at %d", lastRev, rev)
 		}
 		if len(heard) < 6 {

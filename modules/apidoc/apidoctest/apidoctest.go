@@ -98,8 +98,9 @@ func Load() (*Document, error) {
 }
 
 func load() (*Document, error) {
-	// The change stream's answers are text (their events are not described by a schema).
+	// The change stream's answers and the console's script are text, not described by a schema.
 	openapi3filter.RegisterBodyDecoder("text/event-stream", openapi3filter.PlainBodyDecoder)
+	openapi3filter.RegisterBodyDecoder("text/javascript", openapi3filter.PlainBodyDecoder)
 	raw, err := docs.OpenAPIJSON()
 	if err != nil {
 		return nil, err
