@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/schema"
 
 	"connsum/modules/bootstrap"
 	"connsum/modules/bootstrap/dbtest"
@@ -186,6 +187,14 @@ type spySnapshot struct {
 	mu    sync.Mutex
 	all   []([]string)
 	one   []string
+	of    int
+}
+
+func (s *spySnapshot) Of(ctx context.Context, connections schema.QueryAppender) (map[string]*retained.Retained, error) {
+	s.mu.Lock()
+	s.of++
+	s.mu.Unlock()
+	return s.inner.Of(ctx, connections)
 }
 
 func (s *spySnapshot) All(ctx context.Context, ids []string) (map[string]*retained.Retained, error) {
@@ -204,7 +213,7 @@ func (s *spySnapshot) ForConnection(ctx context.Context, id string) (*retained.R
 
 func (s *spySnapshot) reset() {
 	s.mu.Lock()
-	s.all, s.one = nil, nil
+	s.all, s.one, s.of = nil, nil, 0
 	s.mu.Unlock()
 }
 
@@ -226,6 +235,9 @@ func TestScopedReadNeverLoadsTheGlobalRetainedSnapshot(t *testing.T) {
 				} else if len(ids) != 1 {
 					t.Errorf("scoped read of %s loaded retained rows of %v", id, ids)
 				}
+			}
+			if spy.of > 0 {
+				t.Errorf("scoped read of %s read retained rows by a list's filter", id)
 			}
 			if len(res.Items) == 1 && len(spy.one)+len(spy.all) != 1 {
 				t.Errorf("scoped read of %s: ForConnection %v All %v, want one one-connection read", id, spy.one, spy.all)
