@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -106,16 +107,23 @@ func (p *floorProbe) copyBatch(connectorID string, raw []string) (time.Duration,
 type floorPlan struct {
 	texts    []string
 	envelope *summary.Envelope
+	// allocated is what the service's code allocated for the read, its projection and its
+	// body (runtime.MemStats.TotalAlloc across them), body the body's length.
+	allocated, body uint64
 }
 
 // capture runs read (the service's projector) once, untimed, and keeps its SQL texts and payload.
 func (p *floorProbe) capture(ctx context.Context, read func(ctx context.Context, proj *summary.Projector) (*summary.Result, error)) (*floorPlan, error) {
 	rec := &statementRecorder{}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
 	res, err := read(context.WithValue(ctx, recorderKey{}, rec), p.proj)
 	if err != nil {
 		return nil, err
 	}
-	return &floorPlan{texts: rec.texts, envelope: &res.Envelope}, nil
+	body := res.Body()
+	runtime.ReadMemStats(&after)
+	return &floorPlan{texts: rec.texts, envelope: &res.Envelope, allocated: after.TotalAlloc - before.TotalAlloc, body: uint64(len(body))}, nil
 }
 
 // floorSample is one timed execution of a plan.
@@ -195,6 +203,8 @@ type floorFigures struct {
 	total, sql, json []float64
 	statements       int
 	sqlBytes         int
+	rows             int
+	allocated, body  uint64
 }
 
 // sample captures the plan of read i (reusing the last plan when the read does not depend on i)
@@ -207,6 +217,7 @@ func (p *floorProbe) sample(ctx context.Context, read floorRead, i int, perSampl
 		}
 		*last = plan
 		f.statements, f.sqlBytes = len(plan.texts), 0
+		f.rows, f.allocated, f.body = len(plan.envelope.Items), plan.allocated, plan.body
 		for _, t := range plan.texts {
 			f.sqlBytes += len(t)
 		}
