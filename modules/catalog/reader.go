@@ -57,13 +57,29 @@ const entryColumns = `c.connection_id, c.connector_id, c.display_name, c.status,
 // feedOrder is the feed order (SPEC §2.3), the order of Visible and of its keyset.
 const feedOrder = "c.connector_id ASC, c.created_at ASC, c.connection_id ASC"
 
-// manifestOnce replaces k.manifest in the entry columns of a list: the manifest comes only on the
-// first row of each connector in the order given (the ORDER BY of the list, so that first row is
-// always read before the others), NULL on the rest. At 950 connections the manifests were 401 KB
-// of the catalog statement's 845 KB, the same few dozen texts repeated on every row.
-func manifestOnce(order string) string {
-	return "CASE WHEN row_number() OVER (PARTITION BY c.connector_id ORDER BY " + order + ") = 1 THEN k.manifest END"
-}
+// scopedOrder is the order of ResolveScoped: the connection with the asked id first.
+const scopedOrder = "CASE WHEN c.connection_id = ? THEN 0 ELSE 1 END, " + feedOrder
+
+// onDerived turns an order over c into the same order over the derived table e.
+func onDerived(order string) string { return strings.ReplaceAll(order, "c.", "e.") }
+
+// onceColumns are the entry columns read from a list's rows (the derived table e of
+// listEntries), the manifest only on the first row of each connector in the list's order (NULL
+// on the rest): at 950 connections the manifests were 401 KB of the catalog statement's 845 KB,
+// the same few dozen texts repeated on every row. The window runs over the rows the list
+// returns (after its limit: SQLite evaluates a window before an outer LIMIT, 90 ms for a page of
+// 100 at 10,000 connections when it ran over the whole table).
+const onceColumns = `e.connection_id, e.connector_id, e.display_name, e.status, e.source_kind,
+	e.source_binding_key, e.created_at, e.updated_at, e.revoked_at,
+	e.k_display_name, e.k_version, e.k_listed, e.k_profile_key,
+	CASE WHEN row_number() OVER (PARTITION BY e.connector_id ORDER BY %s) = 1 THEN e.k_manifest END,
+	e.k_created_at, e.k_updated_at`
+
+// innerColumns are the columns of the derived table e.
+const innerColumns = `c.connection_id, c.connector_id, c.display_name, c.status, c.source_kind,
+	c.source_binding_key, c.created_at, c.updated_at, c.revoked_at,
+	k.display_name AS k_display_name, k.version AS k_version, k.listed AS k_listed, k.profile_key AS k_profile_key,
+	k.manifest AS k_manifest, k.created_at AS k_created_at, k.updated_at AS k_updated_at`
 
 // visibleWhere is the single definition of visibility (SPEC §2.3).
 const visibleWhere = "k.listed = TRUE AND c.status <> 'draft'"
@@ -126,8 +142,7 @@ func (f Filter) apply(q *bun.SelectQuery) *bun.SelectQuery {
 
 // Visible implements Reader.
 func (s *Store) Visible(ctx context.Context, f Filter) ([]Entry, error) {
-	q := f.apply(s.db.NewSelect()).OrderExpr(feedOrder)
-	entries, err := s.entriesOrdered(ctx, q, manifestOnce(feedOrder))
+	entries, err := s.listEntries(ctx, f.apply(s.db.NewSelect()), feedOrder)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: visible connections: %w", err)
 	}
@@ -140,10 +155,9 @@ func (s *Store) Visible(ctx context.Context, f Filter) ([]Entry, error) {
 // fallback applies only when the id is no visible connection). Without it, two rows tell "the
 // connector's only connection" from "ambiguous".
 func (s *Store) ResolveScoped(ctx context.Context, id string) (*Entry, error) {
-	order := "CASE WHEN c.connection_id = ? THEN 0 ELSE 1 END, " + feedOrder
-	entries, err := s.entriesOrdered(ctx, s.db.NewSelect().Where(visibleWhere).
-		Where("(c.connection_id = ? OR c.connector_id = ?)", id, id).
-		OrderExpr(order, id).Limit(2), manifestOnce(order), id)
+	entries, err := s.listEntries(ctx, s.db.NewSelect().Where(visibleWhere).
+		Where("(c.connection_id = ? OR c.connector_id = ?)", id, id).Limit(2),
+		scopedOrder, id)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: resolve %s: %w", id, err)
 	}
@@ -156,15 +170,24 @@ func (s *Store) ResolveScoped(ctx context.Context, id string) (*Entry, error) {
 // entries runs q (a select whose FROM/columns are filled in here) and builds entries, sharing
 // one *Connector per connector id.
 func (s *Store) entries(ctx context.Context, q *bun.SelectQuery) ([]Entry, error) {
-	return s.entriesOrdered(ctx, q, "k.manifest")
+	return s.scanEntries(ctx, q.ColumnExpr(entryColumns).TableExpr("connections AS c").
+		Join("JOIN connectors AS k ON k.connector_id = c.connector_id"))
 }
 
-// entriesOrdered is entries with manifest as the column expression of the manifest (with its
-// args): k.manifest, or manifestOnce of the query's order. The rows are scanned without
-// reflection (database/sql's fast paths for *string, *bool and sql.NullString).
-func (s *Store) entriesOrdered(ctx context.Context, q *bun.SelectQuery, manifest string, args ...any) ([]Entry, error) {
-	cols := strings.Replace(entryColumns, "k.manifest", manifest, 1)
-	q = q.ColumnExpr(cols, args...).TableExpr("connections AS c").Join("JOIN connectors AS k ON k.connector_id = c.connector_id")
+// listEntries is entries for a list: q (conditions and limit over c and k) ordered by order
+// (with args), each connector's manifest on its first row only (onceColumns).
+func (s *Store) listEntries(ctx context.Context, q *bun.SelectQuery, order string, args ...any) ([]Entry, error) {
+	inner := q.ColumnExpr(innerColumns).TableExpr("connections AS c").
+		Join("JOIN connectors AS k ON k.connector_id = c.connector_id").OrderExpr(order, args...)
+	outer := onDerived(order)
+	return s.scanEntries(ctx, s.db.NewSelect().ColumnExpr(strings.Replace(onceColumns, "%s", outer, 1), args...).
+		TableExpr("(?) AS e", inner).OrderExpr(outer, args...))
+}
+
+// scanEntries runs q, whose columns are those of entryColumns, and builds the entries. The rows
+// are scanned without reflection (database/sql's fast paths for *string, *bool and
+// sql.NullString); a connector's manifest is read from the first of its rows.
+func (s *Store) scanEntries(ctx context.Context, q *bun.SelectQuery) ([]Entry, error) {
 	rows, err := q.Rows(ctx)
 	if err != nil {
 		return nil, err

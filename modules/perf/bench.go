@@ -124,19 +124,24 @@ func BenchMain(args []string, stdout, stderr io.Writer, start Starter) error {
 			fmt.Fprintf(stdout, "bench api: the database already holds the %s profile, so that is what is measured (not --profile %s); use an empty database to measure %s\n", measured, *profile, *profile)
 		}
 	}
-	t, err := start(ctx, *dbURL)
-	if err != nil {
-		return err
-	}
-	defer t.Stop()
-	d, _, _ := bootstrap.ParseURL(*dbURL)
 	var floor *floorProbe
 	if *withFloor {
 		if floor, err = newFloorProbe(ctx, *dbURL); err != nil {
 			return err
 		}
 		defer floor.Close()
+		// One overview through the probe before the server starts warms the database's caches,
+		// so that overview_first measures what a new process costs, not a cold buffer cache.
+		if _, err := floor.capture(ctx, listRead(summary.ListQuery{Pipeline: summary.PipelineOverview})(0)); err != nil {
+			return err
+		}
 	}
+	t, err := start(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer t.Stop()
+	d, _, _ := bootstrap.ParseURL(*dbURL)
 	rep, err := RunAPI(ctx, t, string(d), measured, *samples, time.Duration(*concSeconds*float64(time.Second)), *ingestBatches, floor)
 	if err != nil {
 		return err
