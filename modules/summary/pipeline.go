@@ -215,7 +215,13 @@ func (p *Projector) Scoped(ctx context.Context, id string, trail bool) (*Result,
 	}
 	res.Stats.Catalog = time.Since(start)
 	if entry != nil {
-		req := runs.Request{Trail: trail, History: runs.HistoryPerConnection}
+		// The item carries the last and last successful run only: a connection's history is read
+		// for the diagnostics trail (the console's connection page), not for every scoped read
+		// (one statement and 64 run rows less: 140 KB of the 150 KB a scoped read allocated).
+		req := runs.Request{Trail: trail}
+		if trail {
+			req.History = runs.HistoryPerConnection
+		}
 		if err := p.fill(ctx, res, []catalog.Entry{*entry}, scope{one: entry.Connection.ConnectionID}, PipelineScoped, req); err != nil {
 			return nil, err
 		}
