@@ -204,14 +204,14 @@ func (s *Store) scanEntries(ctx context.Context, q *bun.SelectQuery) ([]Entry, e
 			&k.DisplayName, &version, &k.Listed, &profileKey, &raw, &k.CreatedAt, &k.UpdatedAt); err != nil {
 			return nil, err
 		}
-		c.RevokedAt = nullable(revokedAt)
+		c.RevokedAt = bootstrap.StringOrNil(revokedAt)
 		if shared, ok := connectors[c.ConnectorID]; ok {
 			k = shared
 		} else {
 			if !raw.Valid {
 				return nil, fmt.Errorf("connector %s: first row without its manifest", c.ConnectorID)
 			}
-			k.ConnectorID, k.Version, k.ProfileKey = c.ConnectorID, nullable(version), nullable(profileKey)
+			k.ConnectorID, k.Version, k.ProfileKey = c.ConnectorID, bootstrap.StringOrNil(version), bootstrap.StringOrNil(profileKey)
 			k.Manifest = []byte(raw.String)
 			k.DecodeManifest() // once here, so concurrent readers of the entry only read
 			connectors[c.ConnectorID] = k
@@ -219,13 +219,4 @@ func (s *Store) scanEntries(ctx context.Context, q *bun.SelectQuery) ([]Entry, e
 		out = append(out, Entry{Connection: c, Connector: k})
 	}
 	return out, rows.Err()
-}
-
-// nullable is the *string of a nullable column.
-func nullable(s sql.NullString) *string {
-	if !s.Valid {
-		return nil
-	}
-	v := s.String
-	return &v
 }

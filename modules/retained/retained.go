@@ -297,7 +297,7 @@ func (s *Store) load(ctx context.Context, in schema.QueryAppender) (map[string]*
 	err := scanRows(ctx, cq, []any{&c.ConnectionID, &c.StreamCount, &c.RecordCount, &c.RecordJSONBytes, &c.RecordChangesCount,
 		&c.RecordChangesJSONBytes, &c.BlobCount, &c.BlobBytes, &last, &c.TotalBytesCol, &c.UpdatedAt}, func() {
 		row := c
-		row.LastRecordAt = nullable(last)
+		row.LastRecordAt = bootstrap.StringOrNil(last)
 		out[c.ConnectionID] = &Retained{Connection: &row}
 	})
 	if err != nil {
@@ -307,7 +307,7 @@ func (s *Store) load(ctx context.Context, in schema.QueryAppender) (map[string]*
 	err = scanRows(ctx, sq, []any{&st.ConnectionID, &st.Stream, &st.RecordCount, &st.RecordJSONBytes, &st.RecordChangesCount,
 		&st.RecordChangesJSONBytes, &st.BlobCount, &st.BlobBytes, &last, &st.TotalBytesCol, &st.UpdatedAt}, func() {
 		row := st
-		row.LastRecordAt = nullable(last)
+		row.LastRecordAt = bootstrap.StringOrNil(last)
 		r := out[st.ConnectionID]
 		if r == nil {
 			r = &Retained{}
@@ -335,15 +335,6 @@ func scanRows(ctx context.Context, q *bun.SelectQuery, dest []any, each func()) 
 		each()
 	}
 	return rows.Err()
-}
-
-// nullable is the *string of a nullable column.
-func nullable(s sql.NullString) *string {
-	if !s.Valid {
-		return nil
-	}
-	v := s.String
-	return &v
 }
 
 // ForConnection implements Snapshot.

@@ -216,19 +216,11 @@ func (s *runScanner) dest() []any {
 // row returns the row last scanned.
 func (s *runScanner) row() RunRow {
 	r := s.r
-	r.ConnectionID, r.ProfileKey, r.ConnectionRef = nullString(s.null[0]), nullString(s.null[1]), nullString(s.null[2])
-	r.TerminalStatus, r.LastStatus, r.EventFailureReason = nullString(s.null[3]), nullString(s.null[4]), nullString(s.null[5])
-	r.BSStatus, r.BSWaitReason = nullString(s.null[6]), nullString(s.null[7])
+	r.ConnectionID, r.ProfileKey, r.ConnectionRef = bootstrap.StringOrNil(s.null[0]), bootstrap.StringOrNil(s.null[1]), bootstrap.StringOrNil(s.null[2])
+	r.TerminalStatus, r.LastStatus, r.EventFailureReason = bootstrap.StringOrNil(s.null[3]), bootstrap.StringOrNil(s.null[4]), bootstrap.StringOrNil(s.null[5])
+	r.BSStatus, r.BSWaitReason = bootstrap.StringOrNil(s.null[6]), bootstrap.StringOrNil(s.null[7])
 	r.EventCount = int(s.count)
 	return r
-}
-
-func nullString(s sql.NullString) *string {
-	if !s.Valid {
-		return nil
-	}
-	v := s.String
-	return &v
 }
 
 // scanRunRows runs q (selecting runRowColumns) and scans its rows without reflection.
