@@ -18,7 +18,7 @@ func TestBenchAPISmoke(t *testing.T) {
 	dbtest.EngineURLs(t, func(t *testing.T, url string) {
 		out := filepath.Join(t.TempDir(), "bench.json")
 		err := perf.BenchMain([]string{"api", "--db", url, "--profile", "demo", "--samples", "3",
-			"--concurrent-seconds", "0.3", "--ingest-batches", "2", "--json", out}, io.Discard, io.Discard, benchStarter)
+			"--concurrent-seconds", "0.3", "--ingest-batches", "2", "--floor", "--json", out}, io.Discard, io.Discard, benchStarter)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -51,6 +51,14 @@ func TestBenchAPISmoke(t *testing.T) {
 				}
 			}
 			names[m["name"].(string)] = true
+			// --floor: every read with a floor carries it and its ratio; ingest has a COPY
+			// floor on PostgreSQL only.
+			name := m["name"].(string)
+			withFloor := name == "overview_cold" || name == "scoped_deep" || name == "deep_full_list" || name == "overview_page_100" ||
+				(name == "spine_ingest_batch_1000" && strings.HasPrefix(url, "postgres"))
+			if r, _ := m["floor_ratio"].(float64); withFloor && r <= 0 {
+				t.Errorf("read %s: floor_ratio = %v, want > 0 with --floor (note %v)", name, m["floor_ratio"], m["note"])
+			}
 			if n, _ := m["n"].(float64); n < 1 {
 				t.Errorf("read %v measured nothing (n=%v, errors=%v)", m["name"], m["n"], m["errors"])
 			}

@@ -34,7 +34,7 @@ usage: connsum [command] [flags]      (connsum <command> --help lists its flags)
 commands:
   serve          run the HTTP API and the owner console (the default; --demo seeds demo data into an empty database)
   migrate        apply the database migrations and verify/recreate the required indexes
-  seed           load a data profile into the database (--profile demo|live|fleet, --seed N)
+  seed           load a data profile into the database (--profile demo|live|fleet|fleet10k, --seed N)
   rebuild        recompute the run read model from the spine event log (resumable)
   bench api      measure the API's reads and ingest on a seeded profile (--profile, --json, --compare)
   bench browser  measure console pages in headless Chromium (--base URL, --routes, --viewports)
@@ -362,7 +362,7 @@ func migrateCmd(args []string, stdout io.Writer) error {
 
 func seedCmd(args []string, stdout io.Writer) error {
 	c := newFlags("seed")
-	profile := c.fs.String("profile", "demo", "demo, live or fleet")
+	profile := c.fs.String("profile", "demo", "demo, live, fleet or fleet10k")
 	seed := c.fs.Int64("seed", 1, "random seed; the same seed gives the same data")
 	if err := c.parse(args); err != nil {
 		return err

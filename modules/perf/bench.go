@@ -20,6 +20,7 @@ import (
 	"github.com/uptrace/bun"
 
 	"connsum/modules/bootstrap"
+	"connsum/modules/summary"
 )
 
 // Target is a running connsum the benchmark talks to over HTTP, like any client.
@@ -50,6 +51,23 @@ type Read struct {
 	TargetMs   float64 `json:"target_ms,omitempty"`
 	Note       string  `json:"note,omitempty"`
 	Rate       float64 `json:"rate_per_s,omitempty"`
+	// SQLBytes is the length of the read's SQL texts (with --floor, from the captured texts).
+	SQLBytes int `json:"sql_bytes,omitempty"`
+	// The floor of the read, measured in the same run (--floor, floor.go): the p50 of the
+	// service's own SQL texts executed raw plus encoding/json of the same payload, and of each
+	// part. For ingest the floor is a COPY of the same rows (FloorRate).
+	FloorP50     float64 `json:"floor_p50_ms,omitempty"`
+	FloorSQLP50  float64 `json:"floor_sql_p50_ms,omitempty"`
+	FloorJSONP50 float64 `json:"floor_json_p50_ms,omitempty"`
+	FloorRate    float64 `json:"floor_rate_per_s,omitempty"`
+	// FloorRatio is the service's time over the floor's (p50 over floor p50; for ingest the
+	// COPY rate over the service's rate): 1 is the floor, lower is better.
+	FloorRatio float64 `json:"floor_ratio,omitempty"`
+	// AllocPerRow is what the service's read path allocates per row of the answer (its
+	// projection and body, measured in process with --floor) beside BodyPerRow, the answer's
+	// bytes per row.
+	AllocPerRow float64 `json:"alloc_bytes_per_row,omitempty"`
+	BodyPerRow  float64 `json:"body_bytes_per_row,omitempty"`
 }
 
 // Report is the `bench api` JSON.
@@ -89,6 +107,7 @@ func BenchMain(args []string, stdout, stderr io.Writer, start Starter) error {
 	samples := fs.Int("samples", 200, "samples per read")
 	concSeconds := fs.Float64("concurrent-seconds", 10, "duration of the 64-client run")
 	ingestBatches := fs.Int("ingest-batches", 20, "batches of 1000 events for the ingest figure")
+	withFloor := fs.Bool("floor", false, "measure each read's floor in the same run (its SQL texts executed raw + encoding/json of the payload; COPY for ingest) and print the ratio")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -108,13 +127,25 @@ func BenchMain(args []string, stdout, stderr io.Writer, start Starter) error {
 			fmt.Fprintf(stdout, "bench api: the database already holds the %s profile, so that is what is measured (not --profile %s); use an empty database to measure %s\n", measured, *profile, *profile)
 		}
 	}
+	var floor *floorProbe
+	if *withFloor {
+		if floor, err = newFloorProbe(ctx, *dbURL); err != nil {
+			return err
+		}
+		defer floor.Close()
+		// One overview through the probe before the server starts warms the database's caches,
+		// so that overview_first measures what a new process costs, not a cold buffer cache.
+		if _, err := floor.capture(ctx, listRead(summary.ListQuery{Pipeline: summary.PipelineOverview})(0)); err != nil {
+			return err
+		}
+	}
 	t, err := start(ctx, *dbURL)
 	if err != nil {
 		return err
 	}
 	defer t.Stop()
 	d, _, _ := bootstrap.ParseURL(*dbURL)
-	rep, err := RunAPI(ctx, t, string(d), measured, *samples, time.Duration(*concSeconds*float64(time.Second)), *ingestBatches)
+	rep, err := RunAPI(ctx, t, string(d), measured, *samples, time.Duration(*concSeconds*float64(time.Second)), *ingestBatches, floor)
 	if err != nil {
 		return err
 	}
@@ -152,8 +183,16 @@ func readJSON(path string, v any) error {
 }
 
 type client struct {
-	t    *Target
-	http *http.Client
+	t     *Target
+	http  *http.Client
+	floor *floorProbe // nil without --floor
+}
+
+// floorSpec is how a measured read is computed in process for its floor; perSample when each
+// sample reads something else (the scoped reads go round the connections).
+type floorSpec struct {
+	read      floorRead
+	perSample bool
 }
 
 func (c *client) do(method, path, token string, body []byte) (status int, n int, hdr http.Header, dur time.Duration, err error) {
@@ -185,16 +224,27 @@ func percentile(ms []float64, p float64) float64 {
 	return s[i]
 }
 
-// measure runs fn n times after a short warm-up and summarises the client-side durations.
-func (c *client) measure(name string, n int, target float64, path func(i int) (string, string), before func()) Read {
+// measure runs fn n times after a short warm-up and summarises the client-side durations. With
+// a floor probe and a floor spec, each request is followed by one floor sample of the same read.
+func (c *client) measure(name string, n int, target float64, path func(i int) (string, string), before func(), fl *floorSpec) Read {
 	r := Read{Name: name, TargetMs: target}
 	var ms []float64
+	var ff floorFigures
+	var plan *floorPlan
 	for i := -min(10, n/10+1); i < n; i++ {
 		if before != nil {
 			before()
 		}
 		p, tok := path(max(i, 0))
 		status, size, hdr, dur, err := c.do(http.MethodGet, p, tok, nil)
+		if c.floor != nil && fl != nil {
+			if ferr := c.floor.sample(context.Background(), fl.read, max(i, 0), fl.perSample, &plan, &ff); ferr != nil && r.Note == "" {
+				r.Note = "floor: " + ferr.Error()
+			}
+			if i < 0 {
+				ff.total, ff.sql, ff.json = nil, nil, nil
+			}
+		}
 		if i < 0 {
 			continue
 		}
@@ -209,30 +259,50 @@ func (c *client) measure(name string, n int, target float64, path func(i int) (s
 		}
 	}
 	r.N, r.P50, r.P95, r.P99 = len(ms), percentile(ms, 0.5), percentile(ms, 0.95), percentile(ms, 0.99)
+	if len(ff.total) > 0 {
+		r.FloorP50, r.FloorSQLP50, r.FloorJSONP50 = percentile(ff.total, 0.5), percentile(ff.sql, 0.5), percentile(ff.json, 0.5)
+		r.SQLBytes = ff.sqlBytes
+		if ff.rows > 0 {
+			r.AllocPerRow, r.BodyPerRow = float64(ff.allocated)/float64(ff.rows), float64(ff.body)/float64(ff.rows)
+		}
+		if r.FloorP50 > 0 {
+			r.FloorRatio = r.P50 / r.FloorP50
+		}
+	}
 	return r
 }
 
 // RunAPI measures the reads of SPEC §7 against t.
-func RunAPI(ctx context.Context, t *Target, dialect, profile string, samples int, concurrent time.Duration, ingestBatches int) (*Report, error) {
-	c := &client{t: t, http: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 128}}}
+// With floor, each read is measured beside its floor (floor.go) and ingest beside a COPY of the
+// same rows (PostgreSQL only).
+func RunAPI(ctx context.Context, t *Target, dialect, profile string, samples int, concurrent time.Duration, ingestBatches int, floor *floorProbe) (*Report, error) {
+	c := &client{t: t, floor: floor, http: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 128}}}
 	defer c.http.CloseIdleConnections()
 	rep := &Report{Schema: "connsum.bench.api/v1", Profile: profile, Dialect: dialect, At: time.Now().UTC().Format(time.RFC3339),
 		Machine: machine()}
 	// Connection ids for scoped reads.
 	_, _, _, _, _ = c.do(http.MethodDelete, "/admin/summary-cache", t.AdminToken, nil)
+	// The first overview after the start (a fresh process, an empty cache and pool) is a read
+	// of its own: the issue's target is at most twice a warm one.
 	req, _ := http.NewRequest(http.MethodGet, t.Base+"/_ref/connectors", nil)
 	req.Header.Set("Authorization", "Bearer "+t.OwnerToken)
+	firstStart := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, err
 	}
+	raw, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	first := Read{Name: "overview_first", N: 1, P50: float64(time.Since(firstStart).Microseconds()) / 1000, Bytes: len(raw)}
+	first.P95, first.P99 = first.P50, first.P50
 	var env struct {
 		Data []struct {
 			ConnectionID string `json:"connection_id"`
 		} `json:"data"`
 	}
-	err = json.NewDecoder(resp.Body).Decode(&env)
-	resp.Body.Close()
+	if err == nil {
+		err = json.Unmarshal(raw, &env)
+	}
 	if err != nil || len(env.Data) == 0 {
 		return nil, fmt.Errorf("bench: overview unreadable or empty: %v", err)
 	}
@@ -243,16 +313,23 @@ func RunAPI(ctx context.Context, t *Target, dialect, profile string, samples int
 	owner := func(p string) func(int) (string, string) {
 		return func(int) (string, string) { return p, t.OwnerToken }
 	}
+	overview := summary.ListQuery{Pipeline: summary.PipelineOverview}
 	rep.Reads = append(rep.Reads,
-		c.measure("overview_cold", samples, 5, func(int) (string, string) { return "/admin/connectors?bypass=1", t.AdminToken }, nil),
-		c.measure("overview_cached", samples*5, 0.5, owner("/_ref/connectors"), nil),
+		// The API's own route on a cache miss (the cache dropped before each request, untimed):
+		// what a client waits for. /admin/connectors?bypass=1 computes the same but answers a
+		// diagnostics object beside it.
+		c.measure("overview_cold", samples, 5, owner("/_ref/connectors"), func() {
+			_, _, _, _, _ = c.do(http.MethodDelete, "/admin/summary-cache", t.AdminToken, nil)
+		}, &floorSpec{read: listRead(overview)}),
+		c.measure("overview_cached", samples*5, 0.5, owner("/_ref/connectors"), nil, nil),
 		c.measure("scoped_deep", samples, 10, func(i int) (string, string) {
 			return "/_ref/connectors?connection=" + ids[i%len(ids)], t.OwnerToken
-		}, nil),
-		c.measure("deep_full_list", max(samples/4, 10), 100, owner("/_ref/connectors?depth=deep"), nil),
+		}, nil, &floorSpec{read: scopedRead(ids), perSample: true}),
+		c.measure("deep_full_list", max(samples/4, 10), 100, owner("/_ref/connectors?depth=deep"), nil,
+			&floorSpec{read: listRead(summary.ListQuery{Pipeline: summary.PipelineDeep})}),
 		c.measure("overview_page_100", samples, 15, owner("/_ref/connectors?limit=100"), func() {
 			_, _, _, _, _ = c.do(http.MethodDelete, "/admin/summary-cache", t.AdminToken, nil)
-		}),
+		}, &floorSpec{read: listRead(summary.ListQuery{Pipeline: summary.PipelineOverview, Limit: 100})}),
 	)
 	// Ingest into a connector of its own, so the measured reads' data stay as seeded.
 	if st, _, _, _, err := c.do(http.MethodPut, "/_ref/connectors/bench-ingest", t.OwnerToken, []byte(`{"display_name":"Bench ingest"}`)); err != nil || st >= 300 {
@@ -261,7 +338,10 @@ func RunAPI(ctx context.Context, t *Target, dialect, profile string, samples int
 	if st, _, _, _, err := c.do(http.MethodPost, "/_ref/connections", t.OwnerToken, []byte(`{"connector_id":"bench-ingest","connection_id":"cin_bench_ingest"}`)); err != nil || st >= 300 {
 		return nil, fmt.Errorf("bench: create ingest connection: status %d %v", st, err)
 	}
-	rep.Reads = append(rep.Reads, c.concurrent(64, concurrent), c.ingest("cin_bench_ingest", 1000, ingestBatches))
+	if warm := rep.Reads[0].P50; warm > 0 {
+		first.Note = fmt.Sprintf("%.2f× the warm overview_cold p50 (target ≤ 2×)", first.P50/warm)
+	}
+	rep.Reads = append(rep.Reads, first, c.concurrent(64, concurrent), c.ingest("bench-ingest", "cin_bench_ingest", 1000, ingestBatches))
 	return rep, nil
 }
 
@@ -319,36 +399,55 @@ func (c *client) cacheMisses() int64 {
 	return s.Misses
 }
 
-// ingest posts batches of size new events and reports events per second.
-func (c *client) ingest(connectionID string, size, batches int) Read {
+// ingestEvents makes batch b of size events of runs of five events each, under prefix.
+func ingestEvents(prefix string, stamp int64, b, size int, connectionID string) []string {
+	out := make([]string, size)
+	for i := range out {
+		out[i] = fmt.Sprintf(`{"event_id":"%s_%d_%d_%d","event_type":"run.progress","occurred_at":"%s","run_id":"%s_%d_%d","connection_id":"%s","status":"running","data":{"records":%d}}`,
+			prefix, stamp, b, i, time.Now().UTC().Format(time.RFC3339Nano), prefix, stamp, b*size/5+i/5, connectionID, i)
+	}
+	return out
+}
+
+// ingest posts batches of size new events and reports events per second. With a floor probe on
+// PostgreSQL each batch is followed by a COPY of a batch of the same shape (floor.go).
+func (c *client) ingest(connectorID, connectionID string, size, batches int) Read {
 	r := Read{Name: fmt.Sprintf("spine_ingest_batch_%d", size), Statements: 0}
 	stamp := time.Now().UnixNano()
-	var ms []float64
-	var total time.Duration
+	var ms, floorMs []float64
+	var total, floorTotal time.Duration
 	for b := 0; b < batches; b++ {
-		var sb strings.Builder
-		sb.WriteString(`{"events":[`)
-		for i := 0; i < size; i++ {
-			if i > 0 {
-				sb.WriteByte(',')
-			}
-			fmt.Fprintf(&sb, `{"event_id":"bench_%d_%d_%d","event_type":"run.progress","occurred_at":"%s","run_id":"bench_%d_%d","connection_id":"%s","status":"running","data":{"records":%d}}`,
-				stamp, b, i, time.Now().UTC().Format(time.RFC3339Nano), stamp, b*size/5+i/5, connectionID, i)
-		}
-		sb.WriteString(`]}`)
-		status, _, _, dur, err := c.do(http.MethodPost, "/_ref/spine/events", c.t.OwnerToken, []byte(sb.String()))
+		body := []byte(`{"events":[` + strings.Join(ingestEvents("bench", stamp, b, size, connectionID), ",") + `]}`)
+		status, _, _, dur, err := c.do(http.MethodPost, "/_ref/spine/events", c.t.OwnerToken, body)
 		if err != nil || status != 200 {
 			r.Errors++
+		} else {
+			total += dur
+			ms = append(ms, float64(dur.Microseconds())/1000)
+		}
+		if c.floor == nil || c.floor.copy == nil {
 			continue
 		}
-		total += dur
-		ms = append(ms, float64(dur.Microseconds())/1000)
+		d, err := c.floor.copyBatch(connectorID, ingestEvents("copy", stamp, b, size, connectionID))
+		if err != nil {
+			r.Note = "floor: " + err.Error()
+			continue
+		}
+		floorTotal += d
+		floorMs = append(floorMs, float64(d.Microseconds())/1000)
 	}
 	r.N, r.P50, r.P95, r.P99 = len(ms), percentile(ms, 0.5), percentile(ms, 0.95), percentile(ms, 0.99)
 	if total > 0 {
 		r.Rate = float64(len(ms)*size) / total.Seconds()
 	}
-	r.Note = fmt.Sprintf("%.0f events/s (target ≥ 20000)", r.Rate)
+	if r.Note == "" {
+		r.Note = fmt.Sprintf("%.0f events/s (target ≥ 20000)", r.Rate)
+	}
+	if floorTotal > 0 && r.Rate > 0 {
+		r.FloorP50 = percentile(floorMs, 0.5)
+		r.FloorRate = float64(len(floorMs)*size) / floorTotal.Seconds()
+		r.FloorRatio = r.FloorRate / r.Rate
+	}
 	return r
 }
 
@@ -356,6 +455,7 @@ func (c *client) ingest(connectionID string, size, batches int) Read {
 func (r *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "connsum bench api — profile %s on %s (%s)\n", r.Profile, r.Dialect, r.Machine)
 	fmt.Fprintf(w, "%-26s %6s %9s %9s %9s %6s %9s %8s  %s\n", "read", "n", "p50 ms", "p95 ms", "p99 ms", "stmts", "bytes", "target", "note")
+	defer r.printFloors(w)
 	for _, x := range r.Reads {
 		target := ""
 		if x.TargetMs > 0 {
@@ -372,21 +472,50 @@ func (r *Report) Print(w io.Writer) {
 	}
 }
 
+// printFloors writes the floor table of a --floor run: per read the service's p50, its floor
+// (SQL raw + encoding/json) and the ratio; for ingest the rates against COPY.
+func (r *Report) printFloors(w io.Writer) {
+	header := false
+	for _, x := range r.Reads {
+		if x.FloorRatio == 0 {
+			continue
+		}
+		if !header {
+			fmt.Fprintf(w, "\nfloor (same run, same database)\n%-26s %9s %9s %9s %9s %7s %9s %6s\n", "read", "p50 ms", "floor ms", "sql ms", "json ms", "ratio", "sql bytes", "stmts")
+			header = true
+		}
+		if x.FloorRate > 0 {
+			fmt.Fprintf(w, "%-26s %9.3f %9.3f %9s %9s %6.2f× %9s %6s  %.0f events/s vs COPY %.0f events/s (%.2f of COPY)\n",
+				x.Name, x.P50, x.FloorP50, "", "", x.FloorRatio, "", "", x.Rate, x.FloorRate, 1/x.FloorRatio)
+			continue
+		}
+		fmt.Fprintf(w, "%-26s %9.3f %9.3f %9.3f %9.3f %6.2f× %9d %6d  allocated %.0f B/row for %.0f B/row sent\n",
+			x.Name, x.P50, x.FloorP50, x.FloorSQLP50, x.FloorJSONP50, x.FloorRatio, x.SQLBytes, x.Statements, x.AllocPerRow, x.BodyPerRow)
+	}
+}
+
 // Compare prints the change of p50 per read against an earlier report.
 func (r *Report) Compare(path string, w io.Writer) error {
 	var old Report
 	if err := readJSON(path, &old); err != nil {
 		return err
 	}
-	prev := map[string]float64{}
+	prev := map[string]Read{}
 	for _, x := range old.Reads {
-		prev[x.Name] = x.P50
+		prev[x.Name] = x
 	}
-	var changes []change
+	var changes, ratios []change
 	for _, x := range r.Reads {
-		changes = append(changes, change{name: x.Name, old: prev[x.Name], cur: x.P50, unit: "ms"})
+		changes = append(changes, change{name: x.Name, old: prev[x.Name].P50, cur: x.P50, unit: "ms"})
+		if x.FloorRatio > 0 {
+			ratios = append(ratios, change{name: x.Name, old: prev[x.Name].FloorRatio, cur: x.FloorRatio, unit: "× floor"})
+		}
 	}
 	printChanges(w, "change of p50 against "+path, changes)
+	if len(ratios) > 0 {
+		// The ratio is what a noisy machine leaves comparable between runs.
+		printChanges(w, "change of the floor ratio against "+path, ratios)
+	}
 	return nil
 }
 

@@ -52,8 +52,10 @@ func Seed(ctx context.Context, db *bun.DB, profile string, seed int64, progress 
 		specs = liveProfile()
 	case "fleet":
 		specs = fleetProfile()
+	case "fleet10k":
+		specs = fleet10kProfile()
 	default:
-		return SeedStats{}, fmt.Errorf("unknown profile %q (demo, live, fleet)", profile)
+		return SeedStats{}, fmt.Errorf("unknown profile %q (demo, live, fleet, fleet10k)", profile)
 	}
 	return load(ctx, db, specs, seed, progress)
 }
@@ -74,7 +76,7 @@ func SeedIfEmpty(ctx context.Context, dbURL, profile string, seed int64, progres
 }
 
 // profiles are the seeded profiles by name.
-var profiles = map[string]func() []connectorSpec{"demo": demoProfile, "live": liveProfile, "fleet": fleetProfile}
+var profiles = map[string]func() []connectorSpec{"demo": demoProfile, "live": liveProfile, "fleet": fleetProfile, "fleet10k": fleet10kProfile}
 
 // ProfileOf names the profile the database at dbURL holds, by its connectors and connections
 // (the benches' own bench-* connectors aside): "demo", "live", "fleet", or "unknown (N
@@ -93,7 +95,7 @@ func ProfileOf(ctx context.Context, dbURL string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for _, name := range []string{"demo", "live", "fleet"} {
+	for _, name := range []string{"demo", "live", "fleet", "fleet10k"} {
 		specs := profiles[name]()
 		n := 0
 		for _, c := range specs {
@@ -185,6 +187,22 @@ func fleetProfile() []connectorSpec {
 				binding: fmt.Sprintf("n%d", j), kind: kind, runs: 400, failRate: 0.1})
 		}
 		out = append(out, spec)
+	}
+	return out
+}
+
+// fleet10kProfile is the fleet at the scale of the floor targets: 10 000 connections over 100
+// connectors (half of them browser connectors), 50 runs each (≈2.2 M events).
+func fleet10kProfile() []connectorSpec {
+	out := fleetProfile()
+	for i := range out {
+		kind := out[i].connections[0].kind
+		conns := make([]connectionSpec, 0, 100)
+		for j := 0; j < 100; j++ {
+			conns = append(conns, connectionSpec{name: fmt.Sprintf("Fleet %03d — %d", i, j),
+				binding: fmt.Sprintf("n%d", j), kind: kind, runs: 50, failRate: 0.1})
+		}
+		out[i].connections = conns
 	}
 	return out
 }

@@ -4,11 +4,13 @@ package retained
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/schema"
 
 	"connsum/modules/bootstrap"
 	"connsum/modules/revision"
@@ -111,6 +113,11 @@ type Snapshot interface {
 	// All loads the rows of the given connections (all connections when ids is nil) in two
 	// statements, grouped by connection in memory.
 	All(ctx context.Context, ids []string) (map[string]*Retained, error)
+	// Of loads the rows of the connections that connections selects: the right-hand side of a
+	// membership test of a connection id (catalog.IDs of a list's filter, rendered after
+	// "connection_id "), in two statements whose SQL text does not grow with the number of
+	// connections.
+	Of(ctx context.Context, connections schema.QueryAppender) (map[string]*Retained, error)
 	// ForConnection loads one connection's rows only.
 	ForConnection(ctx context.Context, id string) (*Retained, error)
 }
@@ -257,33 +264,91 @@ func (s *Store) All(ctx context.Context, ids []string) (map[string]*Retained, er
 	if ids != nil && len(ids) == 0 {
 		return map[string]*Retained{}, nil
 	}
-	var conns []ConnectionRow
-	var streams []StreamRow
-	cq := s.db.NewSelect().Model(&conns)
-	sq := s.db.NewSelect().Model(&streams).OrderExpr("connection_id, stream")
-	if ids != nil {
-		cq = cq.Where("connection_id IN (?)", bun.List(ids))
-		sq = sq.Where("connection_id IN (?)", bun.List(ids))
+	if ids == nil {
+		return s.load(ctx, nil)
 	}
-	if err := cq.Scan(ctx); err != nil {
+	return s.load(ctx, membership(ids))
+}
+
+// Of implements Snapshot.
+func (s *Store) Of(ctx context.Context, connections schema.QueryAppender) (map[string]*Retained, error) {
+	return s.load(ctx, connections)
+}
+
+// membership renders a list of ids as the right-hand side of a membership test, like the
+// catalog's IDSet renders a filter.
+type membership []string
+
+// AppendQuery implements schema.QueryAppender.
+func (m membership) AppendQuery(gen schema.QueryGen, b []byte) ([]byte, error) {
+	b = append(b, "IN ("...)
+	b, err := bun.List([]string(m)).AppendQuery(gen, b)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, ')'), nil
+}
+
+const (
+	connectionColumns = "connection_id, stream_count, record_count, record_json_bytes, record_changes_count, " +
+		"record_changes_json_bytes, blob_count, blob_bytes, last_record_at, total_bytes, updated_at"
+	streamColumns = "connection_id, stream, record_count, record_json_bytes, record_changes_count, " +
+		"record_changes_json_bytes, blob_count, blob_bytes, last_record_at, total_bytes, updated_at"
+)
+
+// load reads the connection rows and stream rows of the connections in (a membership test's
+// right-hand side; every connection when nil), scanned without bun's model reflection.
+func (s *Store) load(ctx context.Context, in schema.QueryAppender) (map[string]*Retained, error) {
+	cq := s.db.NewSelect().ColumnExpr(connectionColumns).Table("retained_connections")
+	sq := s.db.NewSelect().ColumnExpr(streamColumns).Table("retained_streams").OrderExpr("connection_id, stream")
+	if in != nil {
+		cq = cq.Where("connection_id ?", in)
+		sq = sq.Where("connection_id ?", in)
+	}
+	out := map[string]*Retained{}
+	var last sql.NullString
+	var c ConnectionRow
+	err := scanRows(ctx, cq, []any{&c.ConnectionID, &c.StreamCount, &c.RecordCount, &c.RecordJSONBytes, &c.RecordChangesCount,
+		&c.RecordChangesJSONBytes, &c.BlobCount, &c.BlobBytes, &last, &c.TotalBytesCol, &c.UpdatedAt}, func() {
+		row := c
+		row.LastRecordAt = bootstrap.StringOrNil(last)
+		out[c.ConnectionID] = &Retained{Connection: &row}
+	})
+	if err != nil {
 		return nil, fmt.Errorf("retained: connection rows: %w", err)
 	}
-	if err := sq.Scan(ctx); err != nil {
-		return nil, fmt.Errorf("retained: stream rows: %w", err)
-	}
-	out := make(map[string]*Retained, len(conns))
-	for i := range conns {
-		out[conns[i].ConnectionID] = &Retained{Connection: &conns[i]}
-	}
-	for _, st := range streams {
+	var st StreamRow
+	err = scanRows(ctx, sq, []any{&st.ConnectionID, &st.Stream, &st.RecordCount, &st.RecordJSONBytes, &st.RecordChangesCount,
+		&st.RecordChangesJSONBytes, &st.BlobCount, &st.BlobBytes, &last, &st.TotalBytesCol, &st.UpdatedAt}, func() {
+		row := st
+		row.LastRecordAt = bootstrap.StringOrNil(last)
 		r := out[st.ConnectionID]
 		if r == nil {
 			r = &Retained{}
 			out[st.ConnectionID] = r
 		}
-		r.Streams = append(r.Streams, st)
+		r.Streams = append(r.Streams, row)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("retained: stream rows: %w", err)
 	}
 	return out, nil
+}
+
+// scanRows runs q and scans each row into dest, calling each after every row.
+func scanRows(ctx context.Context, q *bun.SelectQuery, dest []any, each func()) error {
+	rows, err := q.Rows(ctx)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return err
+		}
+		each()
+	}
+	return rows.Err()
 }
 
 // ForConnection implements Snapshot.

@@ -120,6 +120,10 @@ type Request struct {
 	// order (a keyset page): the read model seeks in its query; the spine lists the runs of its
 	// page window after the position, so its pages end with the window.
 	After *RunKey
+	// Scope, when set, is the list filter whose rows Entries are: the read model's heads read
+	// says it in SQL (catalog.IDs) instead of listing every connection id, so its text does not
+	// grow with the number of connections. Nil: the heads of Entries' ids.
+	Scope *catalog.Filter
 }
 
 // Evidence is the run-evidence port: the spine fold with per-projection page reuse, the

@@ -293,11 +293,7 @@ func insertEvents(ctx context.Context, tx bun.Tx, events []*Event) (int64, error
 	for i, e := range events {
 		bs[i] = e.BSPresent
 	}
-	var seqs []struct {
-		EventSeq int64  `bun:"event_seq"`
-		EventID  string `bun:"event_id"`
-	}
-	err := unnestInsert(tx, "spine_events", []pgColumn{
+	query, args := unnestSQL("spine_events", []pgColumn{
 		col("event_id", func(e *Event) *string { return &e.EventID }),
 		col("event_type", func(e *Event) *string { return &e.EventType }),
 		col("occurred_at", func(e *Event) *string { return &e.OccurredAt }),
@@ -316,18 +312,28 @@ func insertEvents(ctx context.Context, tx bun.Tx, events []*Event) (int64, error
 		col("bs_status", func(e *Event) *string { return e.BSStatus }),
 		col("bs_wait_reason", func(e *Event) *string { return e.BSWaitReason }),
 		col("bs_profile_key", func(e *Event) *string { return e.BSProfileKey }),
-	}, "RETURNING event_seq, event_id").Scan(ctx, &seqs)
+	}, "RETURNING event_seq, event_id")
+	rows, err := tx.QueryContext(ctx, query, args...)
 	if err != nil {
 		return 0, err
 	}
-	if len(seqs) != n {
-		return 0, fmt.Errorf("runs: inserted %d of %d events", len(seqs), n)
-	}
+	defer rows.Close()
+	// Scanned without bun's model reflection: 1000 rows per batch.
 	byID := make(map[string]int64, n)
-	var last int64
-	for _, s := range seqs {
-		byID[s.EventID] = s.EventSeq
-		last = max(last, s.EventSeq)
+	var last, seq int64
+	var id string
+	for rows.Next() {
+		if err := rows.Scan(&seq, &id); err != nil {
+			return 0, err
+		}
+		byID[id] = seq
+		last = max(last, seq)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	if len(byID) != n {
+		return 0, fmt.Errorf("runs: inserted %d of %d events", len(byID), n)
 	}
 	for _, e := range events {
 		e.EventSeq = byID[e.EventID]
@@ -345,6 +351,13 @@ type pgColumn struct {
 // unnestInsert builds `INSERT INTO table (cols) SELECT * FROM unnest($1::t1[], …) suffix` with
 // one array literal per column, the fast bulk path on PostgreSQL.
 func unnestInsert(tx bun.IDB, table string, cols []pgColumn, suffix string) *bun.RawQuery {
+	query, args := unnestSQL(table, cols, suffix)
+	return tx.NewRaw(query, args...)
+}
+
+// unnestSQL is the text and arguments of unnestInsert, for a caller that reads the returned rows
+// itself (bun formats the arguments into the text in QueryContext as in NewRaw).
+func unnestSQL(table string, cols []pgColumn, suffix string) (string, []any) {
 	names := make([]string, len(cols))
 	casts := make([]string, len(cols))
 	args := make([]any, len(cols))
@@ -352,5 +365,5 @@ func unnestInsert(tx bun.IDB, table string, cols []pgColumn, suffix string) *bun
 		names[i], casts[i] = c.name, "?::"+c.typ+"[]"
 		args[i] = pgdialect.Array(c.values)
 	}
-	return tx.NewRaw("INSERT INTO "+table+" ("+strings.Join(names, ", ")+") SELECT * FROM unnest("+strings.Join(casts, ", ")+") "+suffix, args...)
+	return "INSERT INTO " + table + " (" + strings.Join(names, ", ") + ") SELECT * FROM unnest(" + strings.Join(casts, ", ") + ") " + suffix, args
 }

@@ -297,9 +297,9 @@ func pairsOf(connector string, runIDs []string) [][2]string {
 // storedRuns loads the stored rows of the given runs of one connector.
 func storedRuns(ctx context.Context, db bun.IDB, connector string, runIDs []string) ([]RunRow, error) {
 	src, args := runKeys(db, pairsOf(connector, runIDs))
-	var rows []RunRow
-	if err := db.NewSelect().Model(&rows).ModelTableExpr(src+" JOIN run_summaries AS run_row ON run_row.connector_id = k.column1 AND run_row.run_id = k.column2", args...).
-		Scan(ctx); err != nil {
+	rows, err := scanRunRows(ctx, db.NewSelect().ColumnExpr(prefixed("run_row.", runRowColumns)).
+		TableExpr(src+" JOIN run_summaries AS run_row ON run_row.connector_id = k.column1 AND run_row.run_id = k.column2", args...))
+	if err != nil {
 		return nil, fmt.Errorf("runs: read model stored rows: %w", err)
 	}
 	return rows, nil

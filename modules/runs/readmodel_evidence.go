@@ -2,6 +2,7 @@ package runs
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 	"time"
@@ -26,6 +27,7 @@ func (e *ReadModelEvidence) Kind() EvidenceKind { return EvidenceReadModel }
 // HistoryPerConnection is how many runs a deep read lists per connection.
 const HistoryPerConnection = 64
 
+// headRow is one row of run_heads.
 type headRow struct {
 	ConnectionID     string  `bun:"connection_id"`
 	ConnectorID      string  `bun:"connector_id"`
@@ -33,7 +35,7 @@ type headRow struct {
 	LastSuccessRunID *string `bun:"last_success_run_id"`
 }
 
-// For implements Evidence: two statements for the heads of every requested connection; a deep
+// For implements Evidence: one statement for the heads of every requested connection; a deep
 // request (History > 0) adds one index-ordered read per connection (a keyset seek with
 // Request.After, over the whole history); a trail adds the connector's recent runs with the
 // matcher's decisions.
@@ -48,43 +50,13 @@ func (e *ReadModelEvidence) For(ctx context.Context, req Request) (map[string]*C
 		ids[i] = en.Connection.ConnectionID
 		out[ids[i]] = &ConnectionEvidence{Runs: []Summary{}}
 	}
-	var heads []headRow
-	if err := db.NewSelect().Table("run_heads").Column("connection_id", "connector_id", "last_run_id", "last_success_run_id").
-		Where("connection_id IN (?)", bun.List(ids)).Scan(ctx, &heads); err != nil {
-		return nil, fmt.Errorf("runs: read model heads: %w", err)
-	}
-	var want [][2]string
-	for _, h := range heads {
-		for _, id := range []*string{h.LastRunID, h.LastSuccessRunID} {
-			if id != nil {
-				want = append(want, [2]string{h.ConnectorID, *id})
-			}
-		}
-	}
-	byKey, err := e.rows(ctx, want)
-	if err != nil {
-		return nil, err
-	}
 	now := e.m.now()
-	resolve := func(connector string, id *string) *Summary {
-		if id == nil {
-			return nil
-		}
-		r, ok := byKey[[2]string{connector, *id}]
-		if !ok {
-			return nil
-		}
-		s := r.Partial().Resolve(now, e.m.o.StaleAfter)
-		return &s
-	}
-	for _, h := range heads {
-		ev := out[h.ConnectionID]
-		ev.LastRun, ev.LastSuccessfulRun = resolve(h.ConnectorID, h.LastRunID), resolve(h.ConnectorID, h.LastSuccessRunID)
+	if err := e.heads(ctx, req, ids, out, now); err != nil {
+		return nil, err
 	}
 	if req.History > 0 {
 		for _, en := range req.Entries {
-			var rows []RunRow
-			q := db.NewSelect().Model(&rows).Where("connection_id = ?", en.Connection.ConnectionID)
+			q := db.NewSelect().ColumnExpr(runRowColumns).Table("run_summaries").Where("connection_id = ?", en.Connection.ConnectionID)
 			if req.Status != "" {
 				q = e.whereStatus(q, req.Status, now)
 			}
@@ -92,7 +64,8 @@ func (e *ReadModelEvidence) For(ctx context.Context, req Request) (map[string]*C
 				// The keyset seek of idx_run_summaries_connection_order (…_status with a filter).
 				q = q.Where("(last_at, run_id) < (?, ?)", req.After.LastAt, req.After.RunID)
 			}
-			if err := q.OrderExpr("last_at DESC, run_id DESC").Limit(int64(req.History)).Scan(ctx); err != nil {
+			rows, err := scanRunRows(ctx, q.OrderExpr("last_at DESC, run_id DESC").Limit(int64(req.History)))
+			if err != nil {
 				return nil, fmt.Errorf("runs: read model history: %w", err)
 			}
 			ev := out[en.Connection.ConnectionID]
@@ -135,37 +108,69 @@ func (e *ReadModelEvidence) whereStatus(q *bun.SelectQuery, status string, now t
 	return q.Where("status_key = ?", status)
 }
 
-// rows loads run rows by (connector, run id) in one statement.
-func (e *ReadModelEvidence) rows(ctx context.Context, want [][2]string) (map[[2]string]*RunRow, error) {
-	out := map[[2]string]*RunRow{}
-	if len(want) == 0 {
-		return out, nil
+// heads fills the last and last successful run of every requested connection in one
+// statement: run_heads joined to run_summaries in SQL, for the connections of req.Scope (the
+// list's filter, in SQL) or of ids. Before, the heads and then their runs were read by id lists
+// (at 9,500 connections 209 KB and 305 KB of SQL text, 4.6 and 6.8 ms to plan, and a hash semi
+// join over every run row).
+func (e *ReadModelEvidence) heads(ctx context.Context, req Request, ids []string, out map[string]*ConnectionEvidence, now time.Time) error {
+	db := e.m.db
+	join := "JOIN run_summaries AS r ON r.connector_id = h.connector_id AND r.run_id IN (h.last_run_id, h.last_success_run_id)"
+	if bootstrap.DialectOf(db) == bootstrap.Postgres {
+		// PostgreSQL plans the join above as a hash join over every run row (3.6 s at 10,000
+		// connections, 500 K runs); the lateral form is one primary-key probe per head (≈60 ms).
+		// SQLite probes the primary key for the plain join already.
+		join = "CROSS JOIN LATERAL (SELECT * FROM run_summaries AS r WHERE r.connector_id = h.connector_id " +
+			"AND r.run_id IN (h.last_run_id, h.last_success_run_id)) AS r"
 	}
-	var sb strings.Builder
-	args := make([]any, 0, 2*len(want))
-	for i, k := range want {
-		if i > 0 {
-			sb.WriteString(", ")
+	q := db.NewSelect().ColumnExpr("h.connection_id, h.last_run_id, h.last_success_run_id, " + prefixed("r.", runRowColumns)).
+		TableExpr("run_heads AS h").Join(join)
+	// Every visible connection: every head, with no condition at all (the few heads of drafts
+	// and unlisted connectors are dropped below).
+	switch {
+	case req.Scope == nil:
+		q = q.Where("h.connection_id IN (?)", bun.List(ids))
+	case !req.Scope.Everything():
+		q = q.Where("h.connection_id ?", catalog.IDs(db, *req.Scope))
+	}
+	rows, err := q.Rows(ctx)
+	if err != nil {
+		return fmt.Errorf("runs: read model heads: %w", err)
+	}
+	defer rows.Close()
+	var connID string
+	var last, success sql.NullString
+	var sc runScanner
+	dest := append([]any{&connID, &last, &success}, sc.dest()...)
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return fmt.Errorf("runs: read model heads: %w", err)
 		}
-		sb.WriteString("(?, ?)")
-		args = append(args, k[0], k[1])
+		ev := out[connID]
+		if ev == nil {
+			continue // a row of the scope beyond the list's limit
+		}
+		r := sc.row()
+		s := r.Partial().Resolve(now, e.m.o.StaleAfter)
+		if last.Valid && last.String == r.RunID {
+			ev.LastRun = &s
+		}
+		if success.Valid && success.String == r.RunID {
+			cp := s
+			ev.LastSuccessfulRun = &cp
+		}
 	}
-	var rows []RunRow
-	if err := e.m.db.NewSelect().Model(&rows).
-		Where("(connector_id, run_id) IN (VALUES "+sb.String()+")", args...).Scan(ctx); err != nil {
-		return nil, fmt.Errorf("runs: read model runs: %w", err)
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("runs: read model heads: %w", err)
 	}
-	for i := range rows {
-		out[[2]string{rows[i].ConnectorID, rows[i].RunID}] = &rows[i]
-	}
-	return out, nil
+	return nil
 }
 
 // trail lists the connector's most recent runs with the matcher's decision for this connection.
 func (e *ReadModelEvidence) trail(ctx context.Context, en catalog.Entry, ev *ConnectionEvidence, now time.Time) error {
-	var rows []RunRow
-	if err := e.m.db.NewSelect().Model(&rows).Where("connector_id = ?", en.Connector.ConnectorID).
-		OrderExpr("last_at DESC, run_id DESC").Limit(HistoryPerConnection).Scan(ctx); err != nil {
+	rows, err := scanRunRows(ctx, e.m.db.NewSelect().ColumnExpr(runRowColumns).Table("run_summaries").
+		Where("connector_id = ?", en.Connector.ConnectorID).OrderExpr("last_at DESC, run_id DESC").Limit(HistoryPerConnection))
+	if err != nil {
 		return fmt.Errorf("runs: read model trail: %w", err)
 	}
 	t := Target{ConnectionID: en.Connection.ConnectionID, ExpectedProfileKey: catalog.ExpectedProfileKey(en.Connection, en.Connector)}
@@ -176,4 +181,63 @@ func (e *ReadModelEvidence) trail(ctx context.Context, en catalog.Entry, ev *Con
 		ev.Candidates = append(ev.Candidates, candidateOf(&s, key, t))
 	}
 	return nil
+}
+
+// runRowColumns are the columns of a RunRow in the order of scanDest.
+const runRowColumns = "connector_id, run_id, connection_id, profile_key, connection_ref, first_at, last_at, event_count, " +
+	"status_key, terminal_status, started, last_status, event_failure_reason, bs_status, bs_wait_reason, known_gaps, " +
+	"collection_facts, last_event_seq"
+
+// prefixed qualifies every column of a column list with prefix.
+func prefixed(prefix, cols string) string {
+	parts := strings.Split(cols, ", ")
+	for i := range parts {
+		parts[i] = prefix + parts[i]
+	}
+	return strings.Join(parts, ", ")
+}
+
+// runScanner scans runRowColumns without reflection: into fields and buffers that
+// database/sql fills through its fast paths (*string, *bool, *int64, *sql.NullString).
+type runScanner struct {
+	r     RunRow
+	null  [8]sql.NullString
+	count int64
+}
+
+// dest returns the scan destinations, in the order of runRowColumns.
+func (s *runScanner) dest() []any {
+	r := &s.r
+	return []any{&r.ConnectorID, &r.RunID, &s.null[0], &s.null[1], &s.null[2], &r.FirstAt, &r.LastAt, &s.count,
+		&r.StatusKey, &s.null[3], &r.Started, &s.null[4], &s.null[5], &s.null[6], &s.null[7], &r.KnownGaps,
+		&r.CollectionFacts, &r.LastEventSeq}
+}
+
+// row returns the row last scanned.
+func (s *runScanner) row() RunRow {
+	r := s.r
+	r.ConnectionID, r.ProfileKey, r.ConnectionRef = bootstrap.StringOrNil(s.null[0]), bootstrap.StringOrNil(s.null[1]), bootstrap.StringOrNil(s.null[2])
+	r.TerminalStatus, r.LastStatus, r.EventFailureReason = bootstrap.StringOrNil(s.null[3]), bootstrap.StringOrNil(s.null[4]), bootstrap.StringOrNil(s.null[5])
+	r.BSStatus, r.BSWaitReason = bootstrap.StringOrNil(s.null[6]), bootstrap.StringOrNil(s.null[7])
+	r.EventCount = int(s.count)
+	return r
+}
+
+// scanRunRows runs q (selecting runRowColumns) and scans its rows without reflection.
+func scanRunRows(ctx context.Context, q *bun.SelectQuery) ([]RunRow, error) {
+	rows, err := q.Rows(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []RunRow
+	var sc runScanner
+	dest := sc.dest()
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return nil, err
+		}
+		out = append(out, sc.row())
+	}
+	return out, rows.Err()
 }

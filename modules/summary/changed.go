@@ -26,19 +26,13 @@ func (p *Projector) Changed(ctx context.Context, ch revision.Change) (*Result, e
 	if ch.Empty() {
 		return res, nil
 	}
-	entries, err := p.catalog.Visible(ctx, catalog.Filter{ChangedConnectors: ch.ConnectorIDs, ChangedConnections: ch.ConnectionIDs})
+	filter := catalog.Filter{ChangedConnectors: ch.ConnectorIDs, ChangedConnections: ch.ConnectionIDs}
+	entries, err := p.catalog.Visible(ctx, filter)
 	if err != nil {
 		return nil, err
 	}
 	res.Stats.Catalog = time.Since(start)
-	if len(entries) == 0 {
-		return res, nil
-	}
-	ids := make([]string, len(entries))
-	for i, e := range entries {
-		ids[i] = e.Connection.ConnectionID
-	}
-	if err := p.fill(ctx, res, entries, ids, PipelineOverview, runs.Request{}); err != nil {
+	if err := p.fill(ctx, res, entries, scope{filter: &filter}, PipelineOverview, runs.Request{Scope: &filter}); err != nil {
 		return nil, err
 	}
 	res.Stats.Statements = counter.Count()

@@ -1,7 +1,6 @@
 package summary
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"strconv"
@@ -55,13 +54,7 @@ func newResult() *Result {
 
 // Body returns the JSON envelope of the result, encoded on first use.
 func (r *Result) Body() []byte {
-	r.bodyOnce.Do(func() {
-		var buf bytes.Buffer
-		enc := json.NewEncoder(&buf)
-		enc.SetEscapeHTML(false)
-		_ = enc.Encode(&r.Envelope) // items hold only encodable values
-		r.body = bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
-	})
+	r.bodyOnce.Do(func() { r.body = encodeEnvelope(&r.Envelope) }) // encode.go
 	return r.body
 }
 
