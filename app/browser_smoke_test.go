@@ -15,14 +15,11 @@ import (
 	"connsum/modules/perf"
 )
 
-// TestConsoleInBrowser is the CI gate of the browser harness: the real service with the demo
-// profile, judged by `bench browser` against the committed budgets (configs/budgets.json: its
-// routes and scripted interactions, desktop and throttled mobile, 3 runs, cold and warm). The
-// budgets that gate are deterministic (status, failed requests, console errors, data fetches,
-// request count, transfer size, CLS) or on a margin of 10× or more (timings), so the test does not
-// depend on the machine's speed. An interaction whose element the console does not have is skipped,
-// never failed.
-func TestConsoleInBrowser(t *testing.T) {
+// requireChromium is the Chromium binary of the browser tests (CONNSUM_CHROMIUM, else
+// perf.DefaultChromiumPath); without one the test skips loudly, or fails under
+// CONNSUM_REQUIRE_BROWSER=1 (CI).
+func requireChromium(t *testing.T) string {
+	t.Helper()
 	chromium := os.Getenv("CONNSUM_CHROMIUM")
 	if chromium == "" {
 		chromium = perf.DefaultChromiumPath
@@ -31,9 +28,21 @@ func TestConsoleInBrowser(t *testing.T) {
 		if os.Getenv("CONNSUM_REQUIRE_BROWSER") == "1" {
 			t.Fatalf("CONNSUM_REQUIRE_BROWSER=1 but no Chromium at %s", chromium)
 		}
-		dbtest.Loudly("!!! app: no Chromium at " + chromium + ": the browser smoke test is SKIPPED (CONNSUM_REQUIRE_BROWSER=1 fails instead)")
-		t.Skipf("!!! no Chromium at %s: browser smoke test SKIPPED", chromium)
+		dbtest.Loudly("!!! app: no Chromium at " + chromium + ": " + t.Name() + " is SKIPPED (CONNSUM_REQUIRE_BROWSER=1 fails instead)")
+		t.Skipf("!!! no Chromium at %s: %s SKIPPED", chromium, t.Name())
 	}
+	return chromium
+}
+
+// TestConsoleInBrowser is the CI gate of the browser harness: the real service with the demo
+// profile, judged by `bench browser` against the committed budgets (configs/budgets.json: its
+// routes and scripted interactions, desktop and throttled mobile, 3 runs, cold and warm). The
+// budgets that gate are deterministic (status, failed requests, console errors, data fetches,
+// request count, transfer size, CLS) or on a margin of 10× or more (timings), so the test does not
+// depend on the machine's speed. An interaction whose element the console does not have is skipped,
+// never failed.
+func TestConsoleInBrowser(t *testing.T) {
+	chromium := requireChromium(t)
 	h := startOwnerAdmin(t, dbtest.SQLiteURL(t))
 	if _, err := perf.Seed(context.Background(), h.db, "demo", 1, nil); err != nil {
 		t.Fatal(err)

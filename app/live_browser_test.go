@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -13,24 +12,13 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"connsum/modules/bootstrap/dbtest"
-	"connsum/modules/perf"
 )
 
 // TestConsoleRowsGoLive opens the overview in headless Chromium, writes through the API, and sees
 // the row change in the page without a reload (the page's marker survives, one navigation entry,
 // one document request), on both engines; a connection drafted through the API is marked removed.
 func TestConsoleRowsGoLive(t *testing.T) {
-	chromium := os.Getenv("CONNSUM_CHROMIUM")
-	if chromium == "" {
-		chromium = perf.DefaultChromiumPath
-	}
-	if _, err := os.Stat(chromium); err != nil {
-		if os.Getenv("CONNSUM_REQUIRE_BROWSER") == "1" {
-			t.Fatalf("CONNSUM_REQUIRE_BROWSER=1 but no Chromium at %s", chromium)
-		}
-		dbtest.Loudly("!!! app: no Chromium at " + chromium + ": the live console test is SKIPPED")
-		t.Skipf("no Chromium at %s", chromium)
-	}
+	chromium := requireChromium(t)
 	dbtest.EngineURLs(t, func(t *testing.T, dbURL string) {
 		h := startOwnerAdmin(t, dbURL)
 		h.do("PUT", "/_ref/connectors/gmail", `{"display_name":"Gmail"}`).expect(t, 201)
