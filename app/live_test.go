@@ -9,9 +9,13 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"go.uber.org/fx"
+
+	"connsum/modules/bootstrap"
 	"connsum/modules/bootstrap/dbtest"
 )
 
@@ -281,4 +285,74 @@ func (h *harness) openStreamFrom(t *testing.T, etag string) *sseStream {
 		t.Fatalf("stream starts with %+v", e)
 	}
 	return s
+}
+
+// fakeClock is a service clock a test moves by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Set(t time.Time)         { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+func (c *fakeClock) Advance(d time.Duration) { c.Set(c.Now().Add(d)) }
+
+// TestETagAcrossTheTimeHorizon: with no write, a tag stays good until the first moment the clock
+// changes an item (a connection goes stale past maximum_staleness_seconds, a run in progress is
+// orphaned after runs.stale_after), and not a millisecond longer; both engines, a fake clock.
+func TestETagAcrossTheTimeHorizon(t *testing.T) {
+	dbtest.EngineURLs(t, func(t *testing.T, dbURL string) {
+		t0 := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+		clk := &fakeClock{t: t0}
+		h := startAppWith(t, dbURL, Tokens{Owner: testOwnerToken, Admin: testAdminToken}, nil,
+			fx.Decorate(func() bootstrap.Clock { return clk.Now }))
+		h.do("PUT", "/_ref/connectors/gmail", `{"display_name":"Gmail","capabilities":{"refresh_policy":{"maximum_staleness_seconds":3600}}}`).expect(t, 201)
+		h.do("POST", "/_ref/connections", map[string]any{"connector_id": "gmail", "connection_id": "cin_a", "source_binding_key": "a"}).expect(t, 201)
+		h.do("POST", "/_ref/connections", map[string]any{"connector_id": "gmail", "connection_id": "cin_b", "source_binding_key": "b"}).expect(t, 201)
+		at := func(d time.Duration) string { return t0.Add(d).Format(time.RFC3339Nano) }
+		h.do("POST", "/_ref/spine/events", eventBody(
+			eventJSON("e1", "run.completed", at(-20*time.Minute), `"run_id":"r1"`, `"source_kind":"connector"`, `"source_id":"gmail"`, `"connection_id":"cin_a"`),
+			eventJSON("e2", "run.started", at(-40*time.Minute), `"run_id":"r2"`, `"source_kind":"connector"`, `"source_id":"gmail"`, `"connection_id":"cin_b"`),
+			eventJSON("e3", "run.completed", at(-50*time.Minute), `"run_id":"r0"`, `"source_kind":"connector"`, `"source_id":"gmail"`, `"connection_id":"cin_b"`),
+		)).expect(t, 200)
+		// cin_b's run started at t0-40m was orphaned at t0-10m (stale_after 30 m): no horizon of
+		// its own any more. cin_a succeeded at t0-19m: current until t0+41m... its last_at is the
+		// completion, t0-20m, so current until t0+40m, the overview's horizon.
+		first := h.do("GET", "/_ref/connectors", nil)
+		tag := first.header.Get("ETag")
+		until := t0.Add(40 * time.Minute).UnixMilli()
+		if !strings.Contains(tag, fmt.Sprintf(".%d.", until)) {
+			t.Fatalf("ETag %s, want it valid until %d (cin_a's staleness)", tag, until)
+		}
+		clk.Set(t0.Add(40 * time.Minute)) // the last moment cin_a is current
+		if r := h.do("GET", "/_ref/connectors", nil, withHeader("If-None-Match", tag)); r.status != 304 {
+			t.Fatalf("at the horizon: %d", r.status)
+		}
+		clk.Advance(time.Millisecond)
+		r := h.do("GET", "/_ref/connectors", nil, withHeader("If-None-Match", tag))
+		if r.status != 200 || r.header.Get("ETag") == tag || !strings.Contains(string(r.body), `"max_staleness_exceeded"`) {
+			t.Fatalf("past the horizon: %d %s %.300s", r.status, r.header.Get("ETag"), r.body)
+		}
+		if !strings.Contains(r.header.Get("ETag"), ".0.") {
+			t.Errorf("no field can change with the clock any more, yet the tag is %s", r.header.Get("ETag"))
+		}
+		// A run in progress: valid until its last event + stale_after.
+		h.do("POST", "/_ref/spine/events", eventBody(
+			eventJSON("e4", "run.started", clk.Now().Add(-time.Minute).Format(time.RFC3339Nano), `"run_id":"r3"`, `"source_kind":"connector"`, `"source_id":"gmail"`, `"connection_id":"cin_a"`),
+		)).expect(t, 200)
+		running := h.do("GET", "/_ref/connectors?connection=cin_a", nil)
+		orphanedAt := clk.Now().Add(-time.Minute + 30*time.Minute).UnixMilli()
+		if !strings.Contains(running.header.Get("ETag"), fmt.Sprintf(".%d.", orphanedAt)) {
+			t.Fatalf("scoped ETag with a run in progress %s, want valid until %d", running.header.Get("ETag"), orphanedAt)
+		}
+		clk.Advance(29 * time.Minute)
+		if r := h.do("GET", "/_ref/connectors?connection=cin_a", nil, withHeader("If-None-Match", running.header.Get("ETag"))); r.status != 304 {
+			t.Fatalf("before the orphaning: %d", r.status)
+		}
+		clk.Advance(time.Millisecond)
+		if r := h.do("GET", "/_ref/connectors?connection=cin_a", nil, withHeader("If-None-Match", running.header.Get("ETag"))); r.status != 200 ||
+			!strings.Contains(string(r.body), `"orphaned_started_run"`) {
+			t.Fatalf("after the orphaning: %d %.300s", r.status, r.body)
+		}
+	})
 }
