@@ -316,8 +316,8 @@ func TestETagAcrossTheTimeHorizon(t *testing.T) {
 			eventJSON("e3", "run.completed", at(-50*time.Minute), `"run_id":"r0"`, `"source_kind":"connector"`, `"source_id":"gmail"`, `"connection_id":"cin_b"`),
 		)).expect(t, 200)
 		// cin_b's run started at t0-40m was orphaned at t0-10m (stale_after 30 m): no horizon of
-		// its own any more. cin_a succeeded at t0-19m: current until t0+41m... its last_at is the
-		// completion, t0-20m, so current until t0+40m, the overview's horizon.
+		// its own any more. cin_a's run completed at t0-20m: current until t0+40m (an hour), the
+		// overview's horizon.
 		first := h.do("GET", "/_ref/connectors", nil)
 		tag := first.header.Get("ETag")
 		until := t0.Add(40 * time.Minute).UnixMilli()
