@@ -35,8 +35,9 @@ type ConnectionData struct {
 	// Days are the outcomes per day of the last ChartDays days (empty when not read).
 	Days []DayBar `json:"days"`
 
-	// Revision is the feed revision read before the page's reads: its live card streams from there.
-	Revision    int64    `json:"-"`
+	// Since is where the page's live card streams from: the revision read before the page's reads
+	// and the moment (an event id of the stream, live.Position).
+	Since       string   `json:"-"`
 	Reason      Reason   `json:"-"`
 	Expects     []string `json:"-"`
 	Matched     int      `json:"-"`
@@ -202,6 +203,7 @@ func (p *Pages) connection(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	since := livePosition(rev, p.now())
 	diag, err := p.feed.Diagnostics(ctx, e)
 	if err != nil {
 		return err
@@ -211,7 +213,7 @@ func (p *Pages) connection(c *fiber.Ctx) error {
 		return err
 	}
 	d := ConnectionData{Diagnostics: diag, Connection: e.Connection, Runs: page.Items, TotalRuns: -1, Days: []DayBar{},
-		Paged: rq.After != nil, FocusRunID: focus, Expects: expectations(e, diag.ExpectedProfileKey), Revision: rev}
+		Paged: rq.After != nil, FocusRunID: focus, Expects: expectations(e, diag.ExpectedProfileKey), Since: since}
 	if page.NextCursor != nil {
 		d.Next = "/dashboard/connections/" + e.Connection.ConnectionID + "?cursor=" + *page.NextCursor
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"embed"
 	"encoding/json"
+	"strconv"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -53,6 +54,12 @@ const (
 	eventCard   = "card"   // {"connection_id", "html"}: the connection page's card
 	eventRemove = "remove" // {"connection_id"}
 )
+
+// livePosition is the stream position of a page that shows revision rev as of now: its live
+// updates start after it (the changes of later revisions, and of the clock after now).
+func livePosition(rev int64, now time.Time) string {
+	return strconv.FormatInt(rev, 10) + "." + strconv.FormatInt(now.UnixMilli(), 10)
+}
 
 // renderTimeout bounds one row's render (it reads the row's history strip).
 const renderTimeout = 5 * time.Second

@@ -56,8 +56,9 @@ type DashboardData struct {
 	Next     string         `json:"next,omitempty"`
 	Previous string         `json:"previous,omitempty"`
 
-	// Revision is the feed revision the page shows: its live rows stream from there.
-	Revision int64 `json:"-"`
+	// Since is where the page's live rows stream from: the revision the page shows and the moment
+	// it was drawn (an event id of the stream, live.Position).
+	Since string `json:"-"`
 
 	Query OverviewQuery `json:"-"`
 	// FirstRow and LastRow number the page's rows among the matching ones (1-based).
@@ -344,7 +345,7 @@ func (p *Pages) dashboard(c *fiber.Ctx) error {
 		return err
 	}
 	items, matching, offset, next, prev := OverviewPage(res.Items, q, OverviewPageSize)
-	d := DashboardData{Items: items, Matching: matching, Query: q, FirstRow: offset + 1, LastRow: offset + len(items), Revision: res.Revision,
+	d := DashboardData{Items: items, Matching: matching, Query: q, FirstRow: offset + 1, LastRow: offset + len(items), Since: livePosition(res.Revision, p.now()),
 		Counts: Counts{Connections: len(res.Items), ByHealth: map[string]int{}}}
 	if next != nil {
 		d.Next = q.href("after", next)

@@ -77,11 +77,12 @@ type Projector interface {
 	Changed(ctx context.Context, ch revision.Change) (*summary.Result, error)
 }
 
-// Log is what the hub needs of the database: the current revision and the change log since a
-// revision (revision.Current, revision.Since).
+// Log is what the hub needs of the database: the current revision, the change log since a
+// revision and when a revision was written (revision.Current, Since, ChangedAt).
 type Log interface {
 	Current(ctx context.Context) (int64, error)
 	Since(ctx context.Context, after int64) (revision.Change, int64, error)
+	ChangedAt(ctx context.Context, rev int64) (time.Time, error)
 }
 
 // The event types of the stream.
@@ -121,7 +122,7 @@ func (f Filter) keeps(e *Event) bool {
 }
 
 // Position is where a resuming client stopped: the revision it has seen and the hub's clock of
-// the last event it got (zero: the moment of that revision's write).
+// the last event it got (zero: the moment of that revision's write, from the log).
 type Position struct {
 	Revision int64
 	At       time.Time
@@ -589,6 +590,14 @@ func (h *Hub) start(ctx context.Context, s *Subscription) {
 func (h *Hub) missed(ctx context.Context, p Position, id string) ([]*Event, error) {
 	if p.Revision > h.revision {
 		return nil, fmt.Errorf("%w: revision %d is ahead of %d", revision.ErrTooFarBehind, p.Revision, h.revision)
+	}
+	if p.At.IsZero() {
+		// A bare revision (an ETag's): the client's items are as of that revision's write.
+		at, err := h.log.ChangedAt(ctx, p.Revision)
+		if err != nil {
+			return nil, err
+		}
+		p.At = at
 	}
 	var ch revision.Change
 	if p.Revision < h.revision {

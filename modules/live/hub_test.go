@@ -335,7 +335,13 @@ func TestStreamSendsTimeDrivenChanges(t *testing.T) {
 		defer early.Close()
 		late, _ := f.hub.Subscribe(live.Filter{}, &live.Position{Revision: start[0].revision, At: afterOrphan})
 		defer late.Close()
+		// A bare revision stands at its write's time (t0, the fixture's clock then): both turns.
+		bare, _ := f.hub.Subscribe(live.Filter{}, &live.Position{Revision: start[0].revision})
+		defer bare.Close()
 		f.step()
+		if gs := drain(t, bare); len(gs) != 3 {
+			t.Errorf("resume from a bare revision written before both turns: %v", types(gs))
+		}
 		if gs := drain(t, early); len(gs) != 3 {
 			t.Errorf("resume from before both turns: %v", types(gs))
 		}

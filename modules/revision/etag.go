@@ -94,3 +94,8 @@ func (r Reader) Current(ctx context.Context) (int64, error) { return Current(ctx
 func (r Reader) Since(ctx context.Context, after int64) (Change, int64, error) {
 	return Since(ctx, r.DB, after)
 }
+
+// ChangedAt implements the change stream's port: revision.ChangedAt over r.DB.
+func (r Reader) ChangedAt(ctx context.Context, rev int64) (time.Time, error) {
+	return ChangedAt(ctx, r.DB, rev)
+}

@@ -227,6 +227,28 @@ func Since(ctx context.Context, db bun.IDB, after int64) (Change, int64, error) 
 	return ch, newest, nil
 }
 
+// ChangedAt is when the write of revision rev happened (its writer's clock): where a client that
+// knows only a revision (an ETag's) stands in time. Zero for revision 0; ErrTooFarBehind when the
+// log no longer holds rev.
+func ChangedAt(ctx context.Context, db bun.IDB, rev int64) (time.Time, error) {
+	if rev == 0 {
+		return time.Time{}, nil
+	}
+	var at string
+	err := db.QueryRowContext(ctx, "SELECT changed_at FROM feed_changes WHERE revision = ? LIMIT 1", rev).Scan(&at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return time.Time{}, ErrTooFarBehind
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("revision: time of %d: %w", rev, err)
+	}
+	t, err := time.Parse(bootstrap.TimeFormat, at)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("revision: time of %d: %w", rev, err)
+	}
+	return t, nil
+}
+
 func sqlDBOf(db bun.IDB) *sql.DB {
 	if b := db.NewSelect().DB(); b != nil {
 		return b.DB
