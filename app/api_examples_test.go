@@ -109,9 +109,11 @@ func (r *exchangeRecorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	for k, v := range resp.Header {
 		w.Header()[k] = v
 	}
+	// Recorded before the client gets the answer: once curl has it the block may end and the
+	// test take the log, and an exchange recorded after that would count for the next block.
+	r.record(req, body, resp, respBody)
 	w.WriteHeader(resp.StatusCode)
 	_, _ = w.Write(respBody)
-	r.record(req, body, resp, respBody)
 }
 
 func (r *exchangeRecorder) record(req *http.Request, body []byte, resp *http.Response, respBody []byte) {

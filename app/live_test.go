@@ -356,3 +356,35 @@ func TestETagAcrossTheTimeHorizon(t *testing.T) {
 		}
 	})
 }
+
+// TestLogoutEndsOpenStreams: a stream opened with a browser session ends within a heartbeat of
+// the logout; one opened with the bearer token goes on.
+func TestLogoutEndsOpenStreams(t *testing.T) {
+	dbtest.EngineURLs(t, func(t *testing.T, dbURL string) {
+		h := startApp(t, dbURL, Tokens{Owner: testOwnerToken, Admin: testAdminToken}, map[string]string{"live.heartbeat": "200ms"})
+		h.do("PUT", "/_ref/connectors/gmail", `{"display_name":"Gmail"}`).expect(t, 201)
+		cookie := h.login(t)
+		browser := openStream(t, h.addr, "", map[string]string{"Authorization": "", "Cookie": cookie.Name + "=" + cookie.Value})
+		bearer := openStream(t, h.addr, "", nil)
+		for _, s := range []*sseStream{browser, bearer} {
+			if s.resp.StatusCode != 200 {
+				t.Fatalf("stream: %d", s.resp.StatusCode)
+			}
+			s.next(func(e sseEvent) bool { return e.Type == "revision" })
+		}
+		if r := h.do("POST", "/logout", nil, withSession(cookie), withHeader("Content-Type", "application/json")); r.status != 204 {
+			t.Fatalf("logout: %d %s", r.status, r.body)
+		}
+		deadline := time.After(20 * time.Second) // a bound, not a timing assertion
+		for ended := false; !ended; {
+			select {
+			case _, ok := <-browser.events:
+				ended = !ok
+			case <-deadline:
+				t.Fatal("the session's stream is still open after the logout")
+			}
+		}
+		h.do("POST", "/_ref/connections", map[string]any{"connector_id": "gmail", "connection_id": "cin_a", "source_binding_key": "a"}).expect(t, 201)
+		bearer.next(itemFor("cin_a"))
+	})
+}

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"mime"
 	"net/url"
 	"strings"
@@ -84,6 +85,21 @@ func (s *Service) Guard(a httpx.Access) fiber.Handler {
 			return errWrongToken // sessions are the owner's; the admin uses the admin token
 		}
 		return c.Next()
+	}
+}
+
+// Credential returns how to ask, later, whether the credential the request was let in with is
+// still good: a bearer token always is (tokens change only with a restart); a browser session is
+// while it is live (Store.Alive). Long-lived answers (the change stream) ask it now and then. A
+// database error counts as still good: the stream ends on its own when the database is gone.
+func (s *Service) Credential(c *fiber.Ctx) func(ctx context.Context) bool {
+	secret := c.Cookies(CookieName)
+	if c.Get(fiber.HeaderAuthorization) != "" || secret == "" || s.store == nil {
+		return func(context.Context) bool { return true }
+	}
+	return func(ctx context.Context) bool {
+		ok, err := s.store.Alive(ctx, secret)
+		return ok || err != nil
 	}
 }
 

@@ -228,6 +228,25 @@ func (s *Store) Lookup(ctx context.Context, secret string) (*Session, error) {
 	return &sess, nil
 }
 
+// Alive reports whether the session whose cookie value is secret is still live, without
+// refreshing it: what a long-lived answer (the change stream) asks now and then, so that a logout,
+// a revocation or an expiry ends it, while an open stream alone does not keep a session from
+// idling out.
+func (s *Store) Alive(ctx context.Context, secret string) (bool, error) {
+	if !wellFormed(secret) {
+		return false, nil
+	}
+	var row sessionRow
+	err := s.db.NewSelect().Model(&row).Where("id_hash = ?", hashSecret(secret)).Limit(1).Scan(ctx)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("auth: session: %w", err)
+	}
+	return s.live(row, s.now().UTC()), nil
+}
+
 // End deletes the session whose cookie value is secret (logout). Ending an unknown session is
 // not an error.
 func (s *Store) End(ctx context.Context, secret string) error {

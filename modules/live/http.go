@@ -2,6 +2,7 @@ package live
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"net"
 	"time"
@@ -14,12 +15,23 @@ import (
 
 // Handlers serves the change stream.
 type Handlers struct {
-	hub *Hub
-	o   Options
+	hub   *Hub
+	o     Options
+	creds Credentials
 }
 
-// NewHandlers returns the stream's handlers over hub.
-func NewHandlers(hub *Hub, o Options) *Handlers { return &Handlers{hub: hub, o: o.WithDefaults()} }
+// Credentials is what the stream needs of authentication (auth.Service): whether the credential
+// a stream was opened with is still good, asked at every heartbeat, so that a logout, a revoked or
+// an expired browser session ends its open streams within one heartbeat.
+type Credentials interface {
+	Credential(c *fiber.Ctx) func(ctx context.Context) bool
+}
+
+// NewHandlers returns the stream's handlers over hub; creds nil: the credential a stream was
+// opened with stays good (tests).
+func NewHandlers(hub *Hub, o Options, creds Credentials) *Handlers {
+	return &Handlers{hub: hub, o: o.WithDefaults(), creds: creds}
+}
 
 // Routes implements httpx.Registrar.
 func (h *Handlers) Routes() []httpx.Route {
@@ -72,6 +84,9 @@ func ParseStreamQuery(args [][2]string, lastEventID string) (Filter, *Position, 
 	return f, &p, nil
 }
 
+// credentialCheck bounds the heartbeat's check of the stream's credential.
+const credentialCheck = 2 * time.Second
+
 // errFull is the 503 of a stream over live.max_subscribers.
 var errFull = &httpx.Error{Status: fiber.StatusServiceUnavailable, Code: "unavailable", Message: "too many open streams; retry shortly"}
 
@@ -109,7 +124,16 @@ func (h *Handlers) Serve(c *fiber.Ctx, f Filter, from *Position, render func(*Ev
 		return c.SendStatus(fiber.StatusOK)
 	}
 	conn := c.Context().Conn()
+	// The connection serves this stream only: closed after it, which also ends the watch below.
+	c.Context().SetConnectionClose()
+	// When the hub ends the stream (shutdown, a slow client) the writer may be stuck sending to a
+	// client that stopped reading: a near deadline unblocks it, so a shutdown never waits for one.
+	sub.onDrop(func() { _ = conn.SetWriteDeadline(time.Now().Add(time.Second)) })
 	heartbeat, writeTimeout := h.o.Heartbeat, h.o.WriteTimeout
+	still := func(context.Context) bool { return true }
+	if h.creds != nil {
+		still = h.creds.Credential(c)
+	}
 	write := func(w *bufio.Writer, e *Event) {
 		if render != nil {
 			if e = render(e); e == nil {
@@ -122,6 +146,15 @@ func (h *Handlers) Serve(c *fiber.Ctx, f Filter, from *Position, render func(*Ev
 		defer sub.Close()
 		tick := time.NewTicker(heartbeat)
 		defer tick.Stop()
+		// An event-stream client sends nothing after its request: a read that returns means it
+		// closed the connection, so its subscriber slot is freed at once, not at the next
+		// heartbeat.
+		gone := make(chan struct{})
+		go func() {
+			var b [1]byte
+			_, _ = conn.Read(b[:])
+			close(gone)
+		}()
 		// A reconnecting client waits this long (ms) before it tries again.
 		if _, err := w.WriteString("retry: 2000\n\n"); err != nil || flush(w, conn, writeTimeout) != nil {
 			return
@@ -147,7 +180,15 @@ func (h *Handlers) Serve(c *fiber.Ctx, f Filter, from *Position, render func(*Ev
 					}
 				}
 			case <-tick.C:
+				ctx, cancel := context.WithTimeout(context.Background(), credentialCheck)
+				ok := still(ctx)
+				cancel()
+				if !ok {
+					return // logged out, revoked or expired: the reconnect meets the guard
+				}
 				_, _ = w.WriteString(": heartbeat\n\n")
+			case <-gone:
+				return
 			}
 			if flush(w, conn, writeTimeout) != nil {
 				return

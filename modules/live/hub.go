@@ -113,6 +113,9 @@ func (f Filter) keeps(e *Event) bool {
 	switch {
 	case e.ConnectionID == "" && e.ConnectorID == "":
 		return true
+	case e.Type == EventRemoved && e.ConnectorID == "" && f.ConnectionID == "":
+		// A resume's removal whose connector the view no longer knows: the client may hold it.
+		return true
 	case f.ConnectionID != "":
 		return e.ConnectionID == f.ConnectionID
 	case f.ConnectorID != "":
@@ -162,10 +165,15 @@ type Subscription struct {
 	hub     *Hub
 	started bool // guarded by hub.mu: its beginning was sent, live events follow
 
-	mu     sync.Mutex
-	reason string
-	closed bool
+	mu      sync.Mutex
+	reason  string
+	closed  bool
+	dropped func() // onDrop's
 }
+
+// onDrop sets what runs when the hub ends the subscription (shutdown, slow, resync); not when
+// the client leaves.
+func (s *Subscription) onDrop(f func()) { s.mu.Lock(); s.dropped = f; s.mu.Unlock() }
 
 // Events is the subscription's queue.
 func (s *Subscription) Events() <-chan *Event { return s.events }
@@ -268,6 +276,9 @@ func (h *Hub) dropLocked(s *Subscription, reason string) {
 	s.closed, s.reason = true, reason
 	delete(h.subs, s)
 	close(s.events)
+	if reason != "" && s.dropped != nil {
+		s.dropped()
+	}
 }
 
 // Run follows the feed until ctx ends, then ends every stream. extra are further wake-ups (the
@@ -536,17 +547,29 @@ func (h *Hub) broadcast(events []*Event) {
 	}
 }
 
-// send queues events on s (h.mu held), or drops s when they do not fit.
+// send queues one batch of events (one step's) on s (h.mu held), or drops s when they do not
+// fit. Only the batch's last event carries its id: the events of a step share one position, and a
+// client that lost the connection in the middle of a batch must resume from the previous one (an
+// SSE event without an id leaves the client's last event id as it was), or it would skip the
+// rest of the batch.
 func (h *Hub) send(s *Subscription, events []*Event) {
+	kept := make([]*Event, 0, len(events))
 	for _, e := range events {
-		if !s.filter.keeps(e) {
-			continue
+		if s.filter.keeps(e) {
+			kept = append(kept, e)
 		}
+	}
+	for i, e := range kept {
 		if len(s.events) >= h.o.QueueLength {
 			h.metrics.Dropped.Add(1)
 			s.events <- controlEvent("", EventResync, h.revision, "slow")
 			h.dropLocked(s, "slow")
 			return
+		}
+		if i < len(kept)-1 && e.ID != "" {
+			c := *e
+			c.ID = ""
+			e = &c
 		}
 		s.events <- e
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/uptrace/bun"
 	"go.uber.org/fx"
 
+	"connsum/modules/auth"
 	"connsum/modules/bootstrap"
 	"connsum/modules/httpx"
 	"connsum/modules/revision"
@@ -49,6 +50,7 @@ func NewServiceHub(lc fx.Lifecycle, db *bun.DB, bo bootstrap.Options, p *summary
 var Module = fx.Module("live",
 	fx.Provide(
 		NewServiceHub,
+		func(a *auth.Service) Credentials { return a },
 		NewHandlers,
 		fx.Annotate(func(h *Handlers) httpx.Registrar { return h }, fx.ResultTags(`group:"routes"`)),
 	),

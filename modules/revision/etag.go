@@ -99,3 +99,6 @@ func (r Reader) Since(ctx context.Context, after int64) (Change, int64, error) {
 func (r Reader) ChangedAt(ctx context.Context, rev int64) (time.Time, error) {
 	return ChangedAt(ctx, r.DB, rev)
 }
+
+// Epoch implements the feed's port: revision.Epoch over r.DB.
+func (r Reader) Epoch(ctx context.Context) (string, error) { return Epoch(ctx, r.DB) }

@@ -175,6 +175,17 @@ func Current(ctx context.Context, db bun.IDB) (int64, error) {
 	return rev, nil
 }
 
+// Epoch reads the database's epoch: random, made with the database's revision counter, so that
+// revision numbers of two databases (a restored backup, another install) are never taken for one
+// another.
+func Epoch(ctx context.Context, db bun.IDB) (string, error) {
+	var epoch string
+	if err := db.QueryRowContext(ctx, "SELECT epoch FROM feed_revision WHERE id = 1").Scan(&epoch); err != nil {
+		return "", fmt.Errorf("revision: epoch: %w", err)
+	}
+	return epoch, nil
+}
+
 // ErrTooFarBehind is Since's answer when the log no longer holds every revision after the one
 // asked for (it was pruned, or the revision is from another database).
 var ErrTooFarBehind = errors.New("revision: too far behind")

@@ -14,10 +14,16 @@ import (
 // encoding), so a tag from an older build never matches.
 const answerVersion = "feed.v1"
 
-// Digest is the query part of a feed answer's entity tag: the route, the query parameters in a
-// fixed order, the overview's evidence kind (a setting that changes items) and answerVersion.
-// Two requests with the same digest get the same bytes at the same revision and time.
+// Digest is the query part of a feed answer's entity tag: the database's epoch, the route, the
+// query parameters in a fixed order, the settings that change items (the overview's evidence
+// kind, runs.stale_after) and answerVersion. Two requests with the same digest get the same bytes
+// at the same revision and time. Without the epoch (the database did not answer) it is a digest
+// no tag carries, so nothing is 304 and the read that follows reports the database's error.
 func (f *Feed) Digest(c *fiber.Ctx) string {
+	epoch, err := f.dbEpoch(c.UserContext())
+	if err != nil {
+		epoch = "unknown"
+	}
 	args := queryArgs(c)
 	sort.Slice(args, func(i, j int) bool {
 		if args[i][0] != args[j][0] {
@@ -26,7 +32,7 @@ func (f *Feed) Digest(c *fiber.Ctx) string {
 		return args[i][1] < args[j][1]
 	})
 	parts := make([]string, 0, 2*len(args)+3)
-	parts = append(parts, answerVersion, string(f.projector.OverviewKind()), c.Path())
+	parts = append(parts, answerVersion, epoch, string(f.projector.OverviewKind()), f.shape, c.Path())
 	for _, kv := range args {
 		parts = append(parts, kv[0], kv[1])
 	}

@@ -68,12 +68,36 @@ type Feed struct {
 	evidence  runs.Evidence
 	metrics   *FeedMetrics
 	revisions Revisions
+	// shape names the settings that change items beyond the evidence kind (runs.stale_after):
+	// part of every entity tag, so replicas configured differently never share tags.
+	shape string
+
+	epochMu sync.Mutex
+	epoch   string
+}
+
+// WithShape returns the feed with the settings that shape its items named in its tags.
+func (f *Feed) WithShape(shape string) *Feed { f.shape = shape; return f }
+
+// dbEpoch is the database's epoch (revision.Epoch), read on first use.
+func (f *Feed) dbEpoch(ctx context.Context) (string, error) {
+	f.epochMu.Lock()
+	defer f.epochMu.Unlock()
+	if f.epoch == "" {
+		e, err := f.revisions.Epoch(ctx)
+		if err != nil {
+			return "", err
+		}
+		f.epoch = e
+	}
+	return f.epoch, nil
 }
 
 // Revisions is the port the feed reads the feed revision through (revision.Reader): one
-// statement on the primary key.
+// statement on the primary key; and the database's epoch, read once.
 type Revisions interface {
 	Current(ctx context.Context) (int64, error)
+	Epoch(ctx context.Context) (string, error)
 }
 
 // NewFeed returns the Feed. evidence is the deep evidence (the projector's) that the runs and
@@ -205,10 +229,12 @@ func (f *Feed) Runs(ctx context.Context, e *catalog.Entry, q RunsQuery) (*RunLis
 }
 
 // runsValidUntil is how long a page of runs stays true without a write: until its first run in
-// progress would be orphaned. A page of failed runs can gain one whenever any run of the
-// connection in progress is orphaned, which the page does not show: it is true only now.
+// progress would be orphaned. A page filtered to failed or in_progress runs changes whenever any
+// run of the connection in progress is orphaned, which the page need not show: it is true only now.
 func runsValidUntil(items []runs.Summary, status string, now time.Time) time.Time {
-	if status == runs.StatusFailed {
+	if status == runs.StatusFailed || status == runs.StatusInProgress {
+		// The page's membership depends on runs it does not show: an orphaned run joins the
+		// failed pages, and one beyond an in_progress page leaves it (has_more turns false).
 		return now
 	}
 	var until time.Time

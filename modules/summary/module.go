@@ -10,6 +10,7 @@ import (
 	"connsum/modules/catalog"
 	"connsum/modules/httpx"
 	"connsum/modules/revision"
+	"connsum/modules/runs"
 )
 
 // Options configures the overview cache.
@@ -50,7 +51,9 @@ var Module = fx.Module("summary",
 		NewFeedMetrics,
 		fx.Annotate(NewProjector, fx.ParamTags(``, ``, ``, `name:"overview"`)),
 		func(db *bun.DB) Revisions { return revision.Reader{DB: db} },
-		NewFeed,
+		func(p *Projector, c ResultCache, cat catalog.Reader, ev runs.Evidence, m *FeedMetrics, revs Revisions, ro runs.Options) *Feed {
+			return NewFeed(p, c, cat, ev, m, revs).WithShape("stale_after=" + ro.WithDefaults().StaleAfter.String())
+		},
 		fx.Annotate(NewHandlers, fx.As(new(httpx.Registrar)), fx.ResultTags(`group:"routes"`)),
 	),
 )
