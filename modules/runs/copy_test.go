@@ -1,0 +1,128 @@
+package runs_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/uptrace/bun"
+
+	"connsum/modules/bootstrap"
+	"connsum/modules/bootstrap/dbtest"
+	"connsum/modules/runs"
+)
+
+// statementTexts records the SQL text of every statement run through a bun.DB.
+type statementTexts struct {
+	mu sync.Mutex
+	q  []string
+}
+
+func (s *statementTexts) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context {
+	return ctx
+}
+
+func (s *statementTexts) AfterQuery(_ context.Context, e *bun.QueryEvent) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.q = append(s.q, e.Query)
+}
+
+func (s *statementTexts) containing(sub string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, q := range s.q {
+		if strings.Contains(q, sub) {
+			n++
+		}
+	}
+	return n
+}
+
+// appendAndCheckSeqs appends a batch of n events with the read model and checks that every
+// event's EventSeq (and the answer's last_event_seq) is the one stored for its event_id, in
+// batch order, and that the read model holds the batch's runs.
+func appendAndCheckSeqs(t *testing.T, db *bun.DB, prefix string, n int) {
+	t.Helper()
+	ctx := context.Background()
+	rm := runs.NewReadModel(db, runs.Options{}, ingestClock)
+	in := runs.NewIngester(db, ingestClock, rm)
+	var evs []string
+	for i := 0; i < n; i++ {
+		evs = append(evs, ev(fmt.Sprintf("%s_%d", prefix, i), "run.progress", "2026-11-20T08:00:00Z",
+			fmt.Sprintf(`"run_id":"%s_r%d"`, prefix, i/5), `"source_kind":"connector"`, `"source_id":"gmail"`))
+	}
+	batch := parseBatch(t, evs...)
+	res, err := in.Append(ctx, batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := map[string]int64{}
+	for _, r := range storedEvents(t, db) {
+		stored[r.EventID] = r.EventSeq
+	}
+	var last int64
+	for i, e := range batch {
+		if e.EventSeq == 0 || e.EventSeq != stored[e.EventID] {
+			t.Fatalf("%s: EventSeq %d, stored %d", e.EventID, e.EventSeq, stored[e.EventID])
+		}
+		if i > 0 && e.EventSeq <= batch[i-1].EventSeq {
+			t.Fatalf("event_seq not increasing in batch order: %d then %d", batch[i-1].EventSeq, e.EventSeq)
+		}
+		last = max(last, e.EventSeq)
+	}
+	if res.Accepted != n || res.LastEventSeq != last {
+		t.Fatalf("answer %+v, want %d accepted, last_event_seq %d", res, n, last)
+	}
+	var runRows, lastSeq int64
+	if err := db.NewRaw("SELECT COUNT(*), MAX(last_event_seq) FROM run_summaries WHERE run_id LIKE ?", prefix+"_r%").Scan(ctx, &runRows, &lastSeq); err != nil {
+		t.Fatal(err)
+	}
+	if runRows != int64((n+4)/5) || lastSeq != last {
+		t.Fatalf("read model: %d runs up to seq %d, want %d up to %d", runRows, lastSeq, (n+4)/5, last)
+	}
+}
+
+// TestAppendCopiesTheBatchOnPostgres: on PostgreSQL the batch goes into spine_events by COPY
+// inside the serialized transaction (no INSERT statement), and the sequence numbers are read
+// back by one range read; on SQLite it is one INSERT. Both give each event its stored seq.
+func TestAppendCopiesTheBatchOnPostgres(t *testing.T) {
+	dbtest.Engines(t, func(t *testing.T, db *bun.DB) {
+		texts := &statementTexts{}
+		db.AddQueryHook(texts)
+		appendAndCheckSeqs(t, db, "a", 1000)
+		appendAndCheckSeqs(t, db, "b", 7)
+		inserts := texts.containing("INTO spine_events") + texts.containing(`INTO "spine_events"`)
+		if bootstrap.DialectOf(db) == bootstrap.Postgres {
+			if inserts != 0 || texts.containing("currval(pg_get_serial_sequence('spine_events'") != 2 {
+				t.Errorf("PostgreSQL: %d spine inserts and %d seq range reads, want 0 and 2 (COPY)", inserts,
+					texts.containing("currval(pg_get_serial_sequence('spine_events'"))
+			}
+			if n := texts.containing("event_id = ANY("); n != 0 {
+				t.Errorf("%d look-ups by event_id, want none when the sequence is contiguous", n)
+			}
+		} else if inserts != 2 {
+			t.Errorf("SQLite: %d spine inserts, want 2", inserts)
+		}
+	})
+}
+
+// TestAppendCopyFindsItsSeqsWhenTheyAreNotContiguous: when the numbers a COPY got do not end
+// at the batch's size below currval (here the sequence counts by 2, as it would if something
+// outside the attribution lock took numbers during the COPY), the batch is looked up by
+// event_id instead, and every event still gets its own seq.
+func TestAppendCopyFindsItsSeqsWhenTheyAreNotContiguous(t *testing.T) {
+	db := dbtest.Postgres(t)
+	if _, err := db.ExecContext(context.Background(), "ALTER TABLE spine_events ALTER COLUMN event_seq SET INCREMENT BY 2"); err != nil {
+		t.Fatal(err)
+	}
+	texts := &statementTexts{}
+	db.AddQueryHook(texts)
+	appendAndCheckSeqs(t, db, "c", 40)
+	if n := texts.containing("event_id = ANY("); n != 1 {
+		t.Errorf("%d look-ups by event_id, want 1", n)
+	}
+}
