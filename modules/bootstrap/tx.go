@@ -177,6 +177,12 @@ func runOnConn(ctx context.Context, d *bun.DB, fn func(ctx context.Context, tx b
 	return conn.RunInTx(context.WithValue(ctx, pgxConnKey{}, conn.Conn), nil, fn)
 }
 
+// HasPgx reports whether WithPgx would run its function in ctx.
+func HasPgx(ctx context.Context) bool {
+	_, ok := ctx.Value(pgxConnKey{}).(*sql.Conn)
+	return ok
+}
+
 // WithPgx runs fn with the pgx connection of ctx's transaction — RunSerialized on PostgreSQL —
 // so that the transaction's work can use what database/sql does not offer (CopyFrom). What fn
 // does through the connection is part of that transaction. It reports false, without running

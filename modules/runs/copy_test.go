@@ -2,6 +2,7 @@ package runs_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -104,6 +105,9 @@ func TestAppendCopiesTheBatchOnPostgres(t *testing.T) {
 			if n := texts.containing("event_id = ANY("); n != 0 {
 				t.Errorf("%d look-ups by event_id, want none when the sequence is contiguous", n)
 			}
+			if n := texts.containing(`"content_hash"`); n != 0 {
+				t.Errorf("%d look-ups of stored ids before the COPY, want none (the COPY's unique check finds them)", n)
+			}
 		} else if inserts != 2 {
 			t.Errorf("SQLite: %d spine inserts, want 2", inserts)
 		}
@@ -125,4 +129,44 @@ func TestAppendCopyFindsItsSeqsWhenTheyAreNotContiguous(t *testing.T) {
 	if n := texts.containing("event_id = ANY("); n != 1 {
 		t.Errorf("%d look-ups by event_id, want 1", n)
 	}
+}
+
+// TestAppendResentBatchAfterCopy: a batch re-sent whole, and one that mixes stored and new
+// events, are told apart from new ones on both engines (on PostgreSQL by the COPY's unique
+// check, then a look-up after the rollback to its savepoint): duplicates are counted, the new
+// events stored once, and a stored id with other content is still a conflict naming its index.
+func TestAppendResentBatchAfterCopy(t *testing.T) {
+	dbtest.Engines(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		rm := runs.NewReadModel(db, runs.Options{}, ingestClock)
+		in := runs.NewIngester(db, ingestClock, rm)
+		mk := func(ids ...string) []*runs.Event {
+			var evs []string
+			for _, id := range ids {
+				evs = append(evs, ev(id, "run.progress", "2026-11-20T08:00:00Z", `"run_id":"r_`+id+`"`, `"source_kind":"connector"`, `"source_id":"gmail"`))
+			}
+			return parseBatch(t, evs...)
+		}
+		first, err := in.Append(ctx, mk("x1", "x2", "x3"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := in.Append(ctx, mk("x1", "x2", "x3"))
+		if err != nil || again.Accepted != 0 || again.Duplicates != 3 || again.LastEventSeq != first.LastEventSeq {
+			t.Fatalf("re-sent batch: %+v, %v; want 0 accepted, 3 duplicates, last_event_seq %d", again, err, first.LastEventSeq)
+		}
+		mixed, err := in.Append(ctx, mk("x2", "x4", "x4", "x5"))
+		if err != nil || mixed.Accepted != 2 || mixed.Duplicates != 2 || mixed.LastEventSeq <= first.LastEventSeq {
+			t.Fatalf("mixed batch: %+v, %v; want 2 accepted, 2 duplicates", mixed, err)
+		}
+		other := parseBatch(t, ev("x6", "run.progress", "2026-11-20T08:00:00Z"),
+			ev("x3", "run.progress", "2026-11-20T09:00:00Z", `"run_id":"r_x3"`, `"source_kind":"connector"`, `"source_id":"gmail"`))
+		var ce *runs.ConflictError
+		if _, err := in.Append(ctx, other); !errors.As(err, &ce) || ce.Index != 1 || ce.EventID != "x3" {
+			t.Fatalf("stored id with other content: %v, want a conflict at events[1] (x3)", err)
+		}
+		if got := len(storedEvents(t, db)); got != 5 {
+			t.Fatalf("%d events stored, want 5 (x1-x5)", got)
+		}
+	})
 }
