@@ -165,6 +165,12 @@ func TestAppendResentBatchAfterCopy(t *testing.T) {
 		if _, err := in.Append(ctx, other); !errors.As(err, &ce) || ce.Index != 1 || ce.EventID != "x3" {
 			t.Fatalf("stored id with other content: %v, want a conflict at events[1] (x3)", err)
 		}
+		// The first conflict in batch order is named, a stored id (x1) before an in-batch one (x7).
+		firstStored := parseBatch(t, ev("x1", "run.progress", "2026-11-20T09:00:00Z"),
+			ev("x7", "run.progress", "2026-11-20T08:00:00Z"), ev("x7", "run.progress", "2026-11-20T09:00:00Z"))
+		if _, err := in.Append(ctx, firstStored); !errors.As(err, &ce) || ce.Index != 0 || ce.EventID != "x1" {
+			t.Fatalf("stored conflict before an in-batch one: %v, want a conflict at events[0] (x1)", err)
+		}
 		if got := len(storedEvents(t, db)); got != 5 {
 			t.Fatalf("%d events stored, want 5 (x1-x5)", got)
 		}

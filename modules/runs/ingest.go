@@ -127,6 +127,12 @@ func (in *Ingester) Append(ctx context.Context, events []*Event) (IngestResult, 
 		// savepoint before the COPY (a re-sent batch pays one failed COPY).
 		optimistic := bootstrap.HasPgx(ctx)
 		fresh, err := in.dedupe(ctx, tx, events, &res, !optimistic)
+		if optimistic && errors.Is(err, ErrConflict) {
+			// A repeat within the batch conflicts; a stored id earlier in the batch may too, and
+			// the answer names the first conflicting event: look the batch up after all.
+			optimistic = false
+			fresh, err = in.dedupe(ctx, tx, events, &res, true)
+		}
 		if err != nil {
 			return err
 		}
