@@ -8,7 +8,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/uptrace/bun"
 )
 
@@ -34,7 +36,14 @@ const txAttempts = 6
 // exponential backoff) when PostgreSQL aborted it for a serialization failure or a deadlock. fn
 // must be safe to run again: it may only change state through tx.
 func RunInTx(ctx context.Context, db bun.IDB, fn func(ctx context.Context, tx bun.Tx) error) error {
-	if d, ok := db.(*bun.DB); ok && DialectOf(d) == SQLite {
+	return runInTx(ctx, db, false, fn)
+}
+
+// runInTx is RunInTx; with dedicated, on PostgreSQL over a *bun.DB, each attempt runs on a
+// connection taken from the pool for it, whose pgx connection WithPgx hands to fn's statements.
+func runInTx(ctx context.Context, db bun.IDB, dedicated bool, fn func(ctx context.Context, tx bun.Tx) error) error {
+	d, isDB := db.(*bun.DB)
+	if isDB && DialectOf(d) == SQLite {
 		release, err := sqliteWriteTurn(ctx, d.DB)
 		if err != nil {
 			return err
@@ -44,7 +53,13 @@ func RunInTx(ctx context.Context, db bun.IDB, fn func(ctx context.Context, tx bu
 	backoff := 2 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		hooks := &afterCommit{}
-		err := db.RunInTx(context.WithValue(ctx, afterCommitKey{}, hooks), nil, fn)
+		actx := context.WithValue(ctx, afterCommitKey{}, hooks)
+		var err error
+		if dedicated && isDB && DialectOf(d) == Postgres {
+			err = runOnConn(actx, d, fn)
+		} else {
+			err = db.RunInTx(actx, nil, fn)
+		}
 		if err == nil {
 			hooks.run()
 			return nil
@@ -96,9 +111,11 @@ func AfterCommit(ctx context.Context, f func()) bool {
 	return true
 }
 
-// RunSerialized is RunInTx holding the attribution lock for the whole transaction.
+// RunSerialized is RunInTx holding the attribution lock for the whole transaction. On
+// PostgreSQL (over a *bun.DB) the transaction runs on a connection of its own, so that its
+// statements may also use pgx directly through WithPgx (ingest's COPY).
 func RunSerialized(ctx context.Context, db bun.IDB, fn func(ctx context.Context, tx bun.Tx) error) error {
-	return RunInTx(ctx, db, func(ctx context.Context, tx bun.Tx) error {
+	return runInTx(ctx, db, true, func(ctx context.Context, tx bun.Tx) error {
 		if DialectOf(tx) == Postgres {
 			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(?)", attributionLockKey); err != nil {
 				return err
@@ -144,4 +161,45 @@ func sqliteWriteTurn(ctx context.Context, db *sql.DB) (func(), error) {
 func IsRetryable(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
+}
+
+// pgxConnKey is the context key of the *sql.Conn a dedicated transaction attempt runs on.
+type pgxConnKey struct{}
+
+// runOnConn runs one attempt of fn in a transaction on a connection taken from d's pool for it,
+// and gives the connection back (a broken one is discarded by database/sql).
+func runOnConn(ctx context.Context, d *bun.DB, fn func(ctx context.Context, tx bun.Tx) error) error {
+	conn, err := d.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = conn.Close() }()
+	return conn.RunInTx(context.WithValue(ctx, pgxConnKey{}, conn.Conn), nil, fn)
+}
+
+// HasPgx reports whether WithPgx would run its function in ctx.
+func HasPgx(ctx context.Context) bool {
+	_, ok := ctx.Value(pgxConnKey{}).(*sql.Conn)
+	return ok
+}
+
+// WithPgx runs fn with the pgx connection of ctx's transaction — RunSerialized on PostgreSQL —
+// so that the transaction's work can use what database/sql does not offer (CopyFrom). What fn
+// does through the connection is part of that transaction. It reports false, without running
+// fn, when ctx's transaction has no such connection (SQLite, or a transaction begun elsewhere).
+func WithPgx(ctx context.Context, fn func(conn *pgx.Conn) error) (bool, error) {
+	c, ok := ctx.Value(pgxConnKey{}).(*sql.Conn)
+	if !ok {
+		return false, nil
+	}
+	ran := false
+	err := c.Raw(func(driverConn any) error {
+		sc, ok := driverConn.(*stdlib.Conn)
+		if !ok {
+			return nil
+		}
+		ran = true
+		return fn(sc.Conn())
+	})
+	return ran, err
 }

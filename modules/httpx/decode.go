@@ -90,6 +90,12 @@ func ParseObject(raw []byte, path string) (*Object, error) {
 	return wrap(jsonx.ParseObject(raw, path))
 }
 
+// ParseMember reads an element of an array that Array returned (jsonx.ParseMember): the text it
+// is part of was checked by ParseObject already.
+func ParseMember(raw []byte, path string) (*Object, error) {
+	return wrap(jsonx.ParseMember(raw, path))
+}
+
 // Path joins the object's path with key.
 func (o *Object) Path(key string) string { return o.o.Path(key) }
 

@@ -113,6 +113,11 @@ func ParseEvent(raw []byte, path string) (*Event, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseEvent(o)
+}
+
+// parseEvent validates one event object already split into its fields.
+func parseEvent(o *httpx.Object) (*Event, error) {
 	if err := o.Known(eventFields...); err != nil {
 		return nil, err
 	}
@@ -362,7 +367,13 @@ func ParseBatch(raw []byte, maxEvents int) ([]*Event, error) {
 		go func(w int) {
 			defer wg.Done()
 			for i := w; i < len(items); i += workers {
-				out[i], errs[i] = ParseEvent(items[i], "events["+strconv.Itoa(i)+"]")
+				// The body was checked as a whole (encoding, JSON, strings): each event only
+				// needs splitting.
+				o, err := httpx.ParseMember(items[i], "events["+strconv.Itoa(i)+"]")
+				if err == nil {
+					out[i], err = parseEvent(o)
+				}
+				errs[i] = err
 			}
 		}(w)
 	}
