@@ -421,36 +421,7 @@ func TestStreamUnderConcurrentWriters(t *testing.T) {
 		f.step()
 		drain(t, sub)
 		before := f.overview()
-		var wg sync.WaitGroup
-		errs := make(chan error, 100)
-		for w := 0; w < 4; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := 0; i < 10; i++ {
-					id := fmt.Sprintf("cin_%d", (w+i)%6)
-					var err error
-					switch i % 3 {
-					case 0:
-						name := fmt.Sprintf("w%d-%d", w, i)
-						_, err = f.cat.PatchConnection(f.ctx, id, catalog.ConnectionPatch{DisplayName: &name})
-					case 1:
-						_, err = f.ret.Put(f.ctx, id, "mail", retained.Figures{RecordCount: int64(w*100 + i)})
-					default:
-						connector := []string{"gmail", "chase"}[((w+i)%6)%2]
-						evs := runstest.Parse(t, ev{"event_type": "run.completed", "occurred_at": t0.Add(time.Duration(w*10+i) * time.Second).Format(time.RFC3339Nano),
-							"run_id": fmt.Sprintf("r%d-%d", w, i), "source_kind": "connector", "source_id": connector, "connection_id": id})
-						_, err = f.ing.Append(f.ctx, evs)
-					}
-					if err != nil {
-						errs <- err
-						return
-					}
-				}
-			}()
-		}
-		done := make(chan struct{})
-		go func() { wg.Wait(); close(done) }()
+		done, failed := f.race(4, 10, func(i int) writeKind { return []writeKind{writeRename, writeRetained, writeIngest}[i%3] })
 		var heard []got
 		for stop := false; !stop; {
 			select {
@@ -461,8 +432,7 @@ func TestStreamUnderConcurrentWriters(t *testing.T) {
 			f.step()
 			heard = append(heard, drain(t, sub)...)
 		}
-		close(errs)
-		for err := range errs {
+		if err := failed(); err != nil {
 			t.Fatal(err)
 		}
 		f.step()
@@ -501,4 +471,80 @@ func TestStreamUnderConcurrentWriters(t *testing.T) {
 		}
 		runstest.RequireRebuildFixesNothing(t, f.ctx, db, f.clock.Now)
 	})
+}
+
+// writeKind is one kind of write the concurrency tests race against each other.
+type writeKind int
+
+const (
+	writeRename    writeKind = iota // PATCH display_name
+	writeRetained                   // retained PUT
+	writeIngest                     // an append (a run started or completed)
+	writeStatus                     // PATCH status: draft, active, paused (removals, re-appearances)
+	writeConnector                  // connector PUT, listed or not (a connector's rows leave and return)
+	writeCreate                     // a new connection
+)
+
+// write makes writer w's i-th write, of kind k, over connections cin_0..cin_5 of gmail and chase.
+func (f *fixture) write(w, i int, k writeKind) error {
+	id := fmt.Sprintf("cin_%d", (w+i)%6)
+	switch k {
+	case writeRename:
+		name := fmt.Sprintf("w%d-%d", w, i)
+		_, err := f.cat.PatchConnection(f.ctx, id, catalog.ConnectionPatch{DisplayName: &name})
+		return err
+	case writeRetained:
+		_, err := f.ret.Put(f.ctx, id, "mail", retained.Figures{RecordCount: int64(w*100 + i)})
+		return err
+	case writeStatus:
+		st := []string{catalog.StatusDraft, catalog.StatusActive, catalog.StatusPaused}[(w+i)%3]
+		_, err := f.cat.PatchConnection(f.ctx, id, catalog.ConnectionPatch{Status: &st})
+		return err
+	case writeConnector:
+		m := staleManifest
+		if (w+i)%2 == 0 {
+			m = `{"display_name":"Gmail ` + fmt.Sprint(w, i) + `","capabilities":{"public_listing":{"listed":false}}}`
+		}
+		mm, err := catalog.ParseManifest([]byte(m))
+		if err == nil {
+			_, _, err = f.cat.PutConnector(f.ctx, "gmail", mm)
+		}
+		return err
+	case writeCreate:
+		name := "new"
+		_, _, err := f.cat.CreateConnection(f.ctx, catalog.ConnectionInput{ConnectorID: "chase", ConnectionID: fmt.Sprintf("cin_n%d_%d", w, i),
+			DisplayName: &name, Status: catalog.StatusActive, SourceKind: "account", SourceBindingKey: fmt.Sprintf("n%d_%d", w, i)})
+		return err
+	}
+	typ := []string{"run.completed", "run.started"}[(w+i)%2]
+	evs := runstest.Parse(f.t, ev{"event_type": typ, "occurred_at": t0.Add(time.Duration(w*10+i) * time.Second).Format(time.RFC3339Nano),
+		"run_id": fmt.Sprintf("r%d-%d", w, i), "source_kind": "connector", "source_id": []string{"gmail", "chase"}[((w+i)%6)%2], "connection_id": id})
+	_, err := f.ing.Append(f.ctx, evs)
+	return err
+}
+
+// race starts writers goroutines that each make each writes, the i-th of kind kindOf(i). done
+// closes when they all stopped; failed then reports the first error.
+func (f *fixture) race(writers, each int, kindOf func(i int) writeKind) (done <-chan struct{}, failed func() error) {
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				if err := f.write(w, i, kindOf(i)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	ch := make(chan struct{})
+	go func() { wg.Wait(); close(ch) }()
+	return ch, func() error {
+		<-ch
+		close(errs)
+		return <-errs
+	}
 }
