@@ -65,18 +65,14 @@ func livePosition(rev int64, now time.Time) string {
 const renderTimeout = 5 * time.Second
 
 func (l *LiveRows) stream(c *fiber.Ctx) error {
-	var args [][2]string
-	c.Context().QueryArgs().VisitAll(func(k, v []byte) { args = append(args, [2]string{string(k), string(v)}) })
-	f, from, err := live.ParseStreamQuery(args, c.Get("Last-Event-ID"))
-	if err != nil {
-		return err
-	}
-	// The overview's stream sends rows; a connection page's (?connection=) its card.
-	typ, draw := eventRow, l.pages.RenderRow
-	if f.ConnectionID != "" {
-		typ, draw = eventCard, l.pages.RenderCard
-	}
-	return l.streams.Serve(c, f, from, func(e *live.Event) *live.Event { return renderEvent(e, typ, draw) })
+	return l.streams.ServeQuery(c, func(f live.Filter) func(*live.Event) *live.Event {
+		// The overview's stream sends rows; a connection page's (?connection=) its card.
+		typ, draw := eventRow, l.pages.RenderRow
+		if f.ConnectionID != "" {
+			typ, draw = eventCard, l.pages.RenderCard
+		}
+		return func(e *live.Event) *live.Event { return renderEvent(e, typ, draw) }
+	})
 }
 
 // renderEvent turns a stream event into what the page applies (an item drawn by draw as an event

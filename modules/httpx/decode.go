@@ -161,3 +161,11 @@ func UnknownField(field, key string, known []string) *Error {
 	e := jsonx.UnknownField(field, key, known)
 	return Invalid(e.Field, "%s", e.Message)
 }
+
+// QueryArgs returns the request's query parameters as (key, value) pairs in the order sent, a
+// repeated parameter as often as it was given, so parsers can refuse repeats and unknown keys.
+func QueryArgs(c *fiber.Ctx) [][2]string {
+	var out [][2]string
+	c.Context().QueryArgs().VisitAll(func(k, v []byte) { out = append(out, [2]string{string(k), string(v)}) })
+	return out
+}

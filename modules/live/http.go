@@ -94,20 +94,27 @@ var errFull = &httpx.Error{Status: fiber.StatusServiceUnavailable, Code: "unavai
 // fasthttp then runs the body writer, which ends when the client leaves (a write fails), when
 // the hub ends the subscription (slow, resync, shutdown), or when a write to a client that
 // stopped reading outlasts WriteTimeout.
-func (h *Handlers) stream(c *fiber.Ctx) error {
-	var args [][2]string
-	c.Context().QueryArgs().VisitAll(func(k, v []byte) { args = append(args, [2]string{string(k), string(v)}) })
-	f, from, err := ParseStreamQuery(args, c.Get("Last-Event-ID"))
+func (h *Handlers) stream(c *fiber.Ctx) error { return h.ServeQuery(c, nil) }
+
+// ServeQuery parses the stream's query and resume position from c (ParseStreamQuery) and serves
+// the stream; renderFor, when not nil, picks how the events are rendered for the parsed filter
+// (the console's stream).
+func (h *Handlers) ServeQuery(c *fiber.Ctx, renderFor func(Filter) func(*Event) *Event) error {
+	f, from, err := ParseStreamQuery(httpx.QueryArgs(c), c.Get("Last-Event-ID"))
 	if err != nil {
 		return err
 	}
-	return h.Serve(c, f, from, nil)
+	var render func(*Event) *Event
+	if renderFor != nil {
+		render = renderFor(f)
+	}
+	return h.serve(c, f, from, render)
 }
 
-// Serve answers c with a stream of the hub's events for f from position from: the API's stream,
+// serve answers c with a stream of the hub's events for f from position from: the API's stream,
 // and the console's, which passes render to turn each event into what its page needs (nil: the
 // event as it is; a nil result: skip the event).
-func (h *Handlers) Serve(c *fiber.Ctx, f Filter, from *Position, render func(*Event) *Event) error {
+func (h *Handlers) serve(c *fiber.Ctx, f Filter, from *Position, render func(*Event) *Event) error {
 	sub, err := h.hub.Subscribe(f, from)
 	if errors.Is(err, ErrFull) || errors.Is(err, ErrClosed) {
 		c.Set(fiber.HeaderRetryAfter, "2")

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gofiber/fiber/v2"
 
+	"connsum/modules/httpx"
 	"connsum/modules/revision"
 )
 
@@ -24,7 +25,7 @@ func (f *Feed) Digest(c *fiber.Ctx) string {
 	if err != nil {
 		epoch = "unknown"
 	}
-	args := queryArgs(c)
+	args := httpx.QueryArgs(c)
 	sort.Slice(args, func(i, j int) bool {
 		if args[i][0] != args[j][0] {
 			return args[i][0] < args[j][0]

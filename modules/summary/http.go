@@ -115,12 +115,6 @@ func ParseFeedQuery(args [][2]string) (FeedRequest, error) {
 	return fr, nil
 }
 
-func queryArgs(c *fiber.Ctx) [][2]string {
-	var out [][2]string
-	c.Context().QueryArgs().VisitAll(func(k, v []byte) { out = append(out, [2]string{string(k), string(v)}) })
-	return out
-}
-
 // setTimingHeaders writes Server-Timing and X-Summary-Cache.
 func setTimingHeaders(c *fiber.Ctx, st Stats, outcome Outcome, total time.Duration) {
 	c.Set("Server-Timing", fmt.Sprintf("db;dur=%s, project;dur=%s, total;dur=%s, cache;desc=%s", millis(st.DB()), millis(st.Project), millis(total), outcome))
@@ -130,7 +124,7 @@ func setTimingHeaders(c *fiber.Ctx, st Stats, outcome Outcome, total time.Durati
 
 func (h *Handlers) serveFeed(c *fiber.Ctx) error {
 	start := time.Now()
-	fr, err := ParseFeedQuery(queryArgs(c))
+	fr, err := ParseFeedQuery(httpx.QueryArgs(c))
 	if err != nil {
 		return err
 	}
@@ -212,7 +206,7 @@ func ParseRunsQuery(connectionID string, args [][2]string) (RunsQuery, error) {
 
 // runs serves one keyset page of a connection's run summaries, newest first.
 func (h *Handlers) runs(c *fiber.Ctx) error {
-	q, err := ParseRunsQuery(c.Params("id"), queryArgs(c))
+	q, err := ParseRunsQuery(c.Params("id"), httpx.QueryArgs(c))
 	if err != nil {
 		return err
 	}
@@ -237,7 +231,7 @@ var fleetParams = map[string]bool{"connector_id": true}
 // fleetHealth serves the fleet counts, from the overview through its cache.
 func (h *Handlers) fleetHealth(c *fiber.Ctx) error {
 	start := time.Now()
-	vals, err := uniqueArgs(queryArgs(c), fleetParams)
+	vals, err := uniqueArgs(httpx.QueryArgs(c), fleetParams)
 	if err != nil {
 		return err
 	}
