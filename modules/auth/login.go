@@ -43,15 +43,7 @@ func (s *Service) IssueLoginLink(ctx context.Context) (string, time.Time, error)
 	return "/login?link=" + code, exp, nil
 }
 
-var loginForm = template.Must(template.New("login").Parse(`<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Log in · connsum</title>
-<link rel="icon" href="data:,">
-<style>{{.CSS}}</style>
-</head>
+var loginForm = template.Must(theme.New("login").Parse(`{{template "document-head" .}}
 <body>
 <header class="top"><span class="brand">connsum</span></header>
 <main class="narrow">
@@ -79,9 +71,9 @@ func page(c *fiber.Ctx, status int, message, next string) error {
 		next = "/dashboard"
 	}
 	if err := loginForm.Execute(&buf, struct {
-		Message, Next string
-		CSS           template.CSS
-	}{message, next, theme.CSS()}); err != nil {
+		Title, Message, Next string
+		CSS                  template.CSS
+	}{"Log in", message, next, theme.CSS()}); err != nil {
 		return err
 	}
 	c.Status(status)

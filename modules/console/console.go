@@ -77,7 +77,7 @@ func NewPages(feed *summary.Feed, now bootstrap.Clock, ev runs.Evidence) (*Pages
 		},
 	}
 	var err error
-	p.tpl, err = template.New("console").Funcs(funcs).ParseFS(assets, "templates/*.html")
+	p.tpl, err = theme.New("console").Funcs(funcs).ParseFS(assets, "templates/*.html")
 	return p, err
 }
 

@@ -30,7 +30,9 @@ func StyleHash() string {
 	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
 }
 
-var errorPage = template.Must(template.New("error").Parse(`<!doctype html>
+// documentHead is the start of every HTML page up to <body>: its title (from .Title) and the one
+// stylesheet (from .CSS, which the Content-Security-Policy allows by its hash).
+const documentHead = `{{define "document-head"}}<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -38,7 +40,16 @@ var errorPage = template.Must(template.New("error").Parse(`<!doctype html>
 <title>{{.Title}} · connsum</title>
 <link rel="icon" href="data:,">
 <style>{{.CSS}}</style>
-</head>
+</head>{{end}}`
+
+// New returns a template set named name that holds "document-head", the start of every HTML page
+// of the service up to <body>; a page invokes it with {{template "document-head" .}} and data
+// that has Title and CSS.
+func New(name string) *template.Template {
+	return template.Must(template.New(name).Parse(documentHead))
+}
+
+var errorPage = template.Must(New("error").Parse(`{{template "document-head" .}}
 <body>
 <header class="top"><a class="brand" href="/dashboard">connsum</a></header>
 <main class="narrow">
