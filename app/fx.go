@@ -94,8 +94,10 @@ func startServer(lc fx.Lifecycle, sd fx.Shutdowner, app *fiber.App, cfg *Config,
 	lc.Append(fx.Hook{
 		OnStart: func(ctx context.Context) error {
 			wctx, cancel := context.WithTimeout(ctx, cfg.DBRequestTimeout)
-			if err := feed.WarmUp(wctx); err != nil {
+			if st, err := feed.WarmUp(wctx); err != nil {
 				log.Warn("feed warm-up failed; serving anyway", "err", err)
+			} else {
+				log.Debug("feed warmed up", "statements", st.Statements, "ms", st.Total.Milliseconds())
 			}
 			cancel()
 			var err error
