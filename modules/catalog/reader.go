@@ -87,13 +87,27 @@ const innerColumns = `c.connection_id, c.connector_id, c.display_name, c.status,
 // visibleWhere is the single definition of visibility (SPEC §2.3).
 const visibleWhere = "k.listed = TRUE AND c.status <> 'draft'"
 
+// fromConnections selects from connections c joined to their connectors k. On SQLite the join is
+// a CROSS JOIN, which SQLite's planner never reorders (its documented manual control of join
+// order): connections stay the outer loop, read in feed order from idx_connections_feed_order
+// with each connector probed by its key, so a page of the feed costs O(page). With the plain join
+// SQLite put connectors outside, searched each one's connections and sorted all of them in a
+// temporary b-tree before the limit (at 10,000 connections 4-5 ms, in each of a page's four
+// statements: the catalog's and the id set of the retained rows and the run heads). PostgreSQL
+// has no CROSS JOIN … ON and plans the plain join as a merge join over the same index.
+func fromConnections(q *bun.SelectQuery) *bun.SelectQuery {
+	join := "JOIN connectors AS k ON k.connector_id = c.connector_id"
+	if bootstrap.DialectOf(q.DB()) == bootstrap.SQLite {
+		join = "CROSS " + join
+	}
+	return q.TableExpr("connections AS c").Join(join)
+}
+
 // IDs is the set of the connection ids of the rows Visible returns for f (Limit+1 of them with
 // a limit), in SQL: reads of something per row of a list (retained rows, run heads) say it
 // instead of listing every id, so their SQL text does not grow with the number of connections.
 func IDs(db bun.IDB, f Filter) IDSet {
-	q := db.NewSelect().Column("c.connection_id").TableExpr("connections AS c").
-		Join("JOIN connectors AS k ON k.connector_id = c.connector_id")
-	q = f.apply(q)
+	q := f.apply(fromConnections(db.NewSelect().Column("c.connection_id")))
 	if f.Limit > 0 {
 		q = q.OrderExpr(feedOrder)
 	}
@@ -186,15 +200,13 @@ func (s *Store) ResolveScoped(ctx context.Context, id string) (*Entry, error) {
 // entries runs q (a select whose FROM/columns are filled in here) and builds entries, sharing
 // one *Connector per connector id.
 func (s *Store) entries(ctx context.Context, q *bun.SelectQuery) ([]Entry, error) {
-	return s.scanEntries(ctx, q.ColumnExpr(entryColumns).TableExpr("connections AS c").
-		Join("JOIN connectors AS k ON k.connector_id = c.connector_id"))
+	return s.scanEntries(ctx, fromConnections(q.ColumnExpr(entryColumns)))
 }
 
 // listEntries is entries for a list: q (conditions and limit over c and k) ordered by order
 // (with args), each connector's manifest on its first row only (onceColumns).
 func (s *Store) listEntries(ctx context.Context, q *bun.SelectQuery, order string, args ...any) ([]Entry, error) {
-	inner := q.ColumnExpr(innerColumns).TableExpr("connections AS c").
-		Join("JOIN connectors AS k ON k.connector_id = c.connector_id").OrderExpr(order, args...)
+	inner := fromConnections(q.ColumnExpr(innerColumns)).OrderExpr(order, args...)
 	outer := onDerived(order)
 	return s.scanEntries(ctx, s.db.NewSelect().ColumnExpr(strings.Replace(onceColumns, "%s", outer, 1), args...).
 		TableExpr("(?) AS e", inner).OrderExpr(outer, args...))
