@@ -43,6 +43,11 @@ type Reader interface {
 	// ResolveScoped finds the connection a scoped read names: a visible connection with that id,
 	// else the only visible connection of a connector with that id; nil when neither.
 	ResolveScoped(ctx context.Context, id string) (*Entry, error)
+	// QueueVisible and QueueResolveScoped queue the one statement of Visible and ResolveScoped
+	// on b, so that a read sends it in the same round trip as its other statements; *out holds
+	// the answer once b has run.
+	QueueVisible(b *bootstrap.Batch, f Filter, out *[]Entry)
+	QueueResolveScoped(b *bootstrap.Batch, id string, out **Entry)
 	// IDs is the set of the connection ids of Visible(f)'s rows, in SQL (the package function
 	// IDs on the reader's database).
 	IDs(f Filter) IDSet
@@ -172,55 +177,77 @@ func (f Filter) apply(q *bun.SelectQuery) *bun.SelectQuery {
 
 // Visible implements Reader.
 func (s *Store) Visible(ctx context.Context, f Filter) ([]Entry, error) {
-	entries, err := s.listEntries(ctx, f.apply(s.db.NewSelect()), feedOrder)
-	if err != nil {
+	var b bootstrap.Batch
+	var out []Entry
+	s.QueueVisible(&b, f, &out)
+	if err := b.Run(ctx); err != nil {
 		return nil, fmt.Errorf("catalog: visible connections: %w", err)
 	}
-	return entries, nil
+	return out, nil
 }
 
-// ResolveScoped implements Reader, in one statement. The visible connection with that id sorts
-// first, ahead of the connector's visible connections, so no number of connections of a connector
-// whose id equals the asked id can push it out of the rows read (SPEC §2.3: the connector-id
-// fallback applies only when the id is no visible connection). Without it, two rows tell "the
-// connector's only connection" from "ambiguous".
+// QueueVisible implements Reader.
+func (s *Store) QueueVisible(b *bootstrap.Batch, f Filter, out *[]Entry) {
+	s.queueList(b, f.apply(s.db.NewSelect()), func(entries []Entry) { *out = entries }, feedOrder)
+}
+
+// ResolveScoped implements Reader.
 func (s *Store) ResolveScoped(ctx context.Context, id string) (*Entry, error) {
-	entries, err := s.listEntries(ctx, s.db.NewSelect().Where(visibleWhere).
-		Where("(c.connection_id = ? OR c.connector_id = ?)", id, id).Limit(2),
-		scopedOrder, id)
-	if err != nil {
+	var b bootstrap.Batch
+	var out *Entry
+	s.QueueResolveScoped(&b, id, &out)
+	if err := b.Run(ctx); err != nil {
 		return nil, fmt.Errorf("catalog: resolve %s: %w", id, err)
 	}
-	if len(entries) == 1 || (len(entries) > 0 && entries[0].Connection.ConnectionID == id) {
-		return &entries[0], nil
-	}
-	return nil, nil
+	return out, nil
+}
+
+// QueueResolveScoped implements Reader, in one statement. The visible connection with that id
+// sorts first, ahead of the connector's visible connections, so no number of connections of a
+// connector whose id equals the asked id can push it out of the rows read (SPEC §2.3: the
+// connector-id fallback applies only when the id is no visible connection). Without it, two rows
+// tell "the connector's only connection" from "ambiguous".
+func (s *Store) QueueResolveScoped(b *bootstrap.Batch, id string, out **Entry) {
+	s.queueList(b, s.db.NewSelect().Where(visibleWhere).Where("(c.connection_id = ? OR c.connector_id = ?)", id, id).Limit(2),
+		func(entries []Entry) {
+			if len(entries) == 1 || (len(entries) > 0 && entries[0].Connection.ConnectionID == id) {
+				*out = &entries[0]
+			}
+		}, scopedOrder, id)
 }
 
 // entries runs q (a select whose FROM/columns are filled in here) and builds entries, sharing
 // one *Connector per connector id.
 func (s *Store) entries(ctx context.Context, q *bun.SelectQuery) ([]Entry, error) {
-	return s.scanEntries(ctx, fromConnections(q.ColumnExpr(entryColumns)))
+	var b bootstrap.Batch
+	var out []Entry
+	b.Queue(s.db, fromConnections(q.ColumnExpr(entryColumns)), func(rows bootstrap.Rows) (err error) {
+		out, err = scanEntries(rows)
+		return err
+	})
+	return out, b.Run(ctx)
 }
 
-// listEntries is entries for a list: q (conditions and limit over c and k) ordered by order
-// (with args), each connector's manifest on its first row only (onceColumns).
-func (s *Store) listEntries(ctx context.Context, q *bun.SelectQuery, order string, args ...any) ([]Entry, error) {
+// queueList queues a list's statement on b: q (conditions and limit over c and k) ordered by
+// order (with args), each connector's manifest on its first row only (onceColumns); then
+// receives its entries.
+func (s *Store) queueList(b *bootstrap.Batch, q *bun.SelectQuery, then func([]Entry), order string, args ...any) {
 	inner := fromConnections(q.ColumnExpr(innerColumns)).OrderExpr(order, args...)
 	outer := onDerived(order)
-	return s.scanEntries(ctx, s.db.NewSelect().ColumnExpr(strings.Replace(onceColumns, "%s", outer, 1), args...).
-		TableExpr("(?) AS e", inner).OrderExpr(outer, args...))
+	b.Queue(s.db, s.db.NewSelect().ColumnExpr(strings.Replace(onceColumns, "%s", outer, 1), args...).
+		TableExpr("(?) AS e", inner).OrderExpr(outer, args...), func(rows bootstrap.Rows) error {
+		entries, err := scanEntries(rows)
+		if err == nil {
+			then(entries)
+		}
+		return err
+	})
 }
 
-// scanEntries runs q, whose columns are those of entryColumns, and builds the entries. The rows
-// are scanned without reflection (database/sql's fast paths for *string, *bool and
-// sql.NullString); a connector's manifest is read from the first of its rows.
-func (s *Store) scanEntries(ctx context.Context, q *bun.SelectQuery) ([]Entry, error) {
-	rows, err := q.Rows(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
+// scanEntries builds the entries of rows whose columns are those of entryColumns. The rows are
+// scanned without reflection (the drivers' fast paths for *string, *bool and sql.NullString); a
+// connector's manifest is read from the first of its rows.
+func scanEntries(rows bootstrap.Rows) ([]Entry, error) {
 	connectors := map[string]*Connector{}
 	var out []Entry
 	var revokedAt, version, profileKey, raw sql.NullString
