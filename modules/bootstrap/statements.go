@@ -2,6 +2,7 @@ package bootstrap
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -9,11 +10,38 @@ import (
 )
 
 // StatementCounter counts the SQL statements issued under a context. The feed uses it to report
-// statements per projection, and tests use it to assert the statement-count invariants.
-type StatementCounter struct{ n atomic.Int64 }
+// statements per projection, and tests use it to assert the statement-count invariants. With
+// KeepTexts it also keeps each statement's SQL text: a statement sent in a Batch passes no bun
+// query hook on PostgreSQL, so whoever wants the texts of a read (the floor of `bench api`,
+// the tests of the SQL's size) reads them here, where both paths report.
+type StatementCounter struct {
+	n atomic.Int64
+	// KeepTexts makes Texts return the SQL texts counted.
+	KeepTexts bool
+
+	mu    sync.Mutex
+	texts []string
+}
 
 // Count returns the statements counted so far.
 func (c *StatementCounter) Count() int { return int(c.n.Load()) }
+
+// Texts returns the SQL texts of the statements counted so far, in the order they were sent
+// (nil unless KeepTexts).
+func (c *StatementCounter) Texts() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.texts...)
+}
+
+func (c *StatementCounter) add(query string) {
+	c.n.Add(1)
+	if c.KeepTexts {
+		c.mu.Lock()
+		c.texts = append(c.texts, query)
+		c.mu.Unlock()
+	}
+}
 
 type counterKey struct{}
 
@@ -26,6 +54,14 @@ func WithStatementCounter(ctx context.Context, c *StatementCounter) context.Cont
 	return context.WithValue(ctx, counterKey{}, append(chain, c))
 }
 
+// countStatement adds the statement query to every counter on ctx.
+func countStatement(ctx context.Context, query string) {
+	chain, _ := ctx.Value(counterKey{}).([]*StatementCounter)
+	for _, c := range chain {
+		c.add(query)
+	}
+}
+
 // StatementHook is the bun query hook that feeds StatementCounters.
 type StatementHook struct{}
 
@@ -33,11 +69,8 @@ type StatementHook struct{}
 func (StatementHook) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
 
 // AfterQuery implements bun.QueryHook.
-func (StatementHook) AfterQuery(ctx context.Context, _ *bun.QueryEvent) {
-	chain, _ := ctx.Value(counterKey{}).([]*StatementCounter)
-	for _, c := range chain {
-		c.n.Add(1)
-	}
+func (StatementHook) AfterQuery(ctx context.Context, ev *bun.QueryEvent) {
+	countStatement(ctx, ev.Query)
 }
 
 // Clock gives the current time. Every module takes it explicitly so tests can fix the time.

@@ -107,6 +107,7 @@ func BenchMain(args []string, stdout, stderr io.Writer, start Starter) error {
 	samples := fs.Int("samples", 200, "samples per read")
 	concSeconds := fs.Float64("concurrent-seconds", 10, "duration of the 64-client run")
 	ingestBatches := fs.Int("ingest-batches", 20, "batches of 1000 events for the ingest figure")
+	only := fs.String("reads", "", "comma-separated names of the reads to measure (e.g. overview_page_100,scoped_deep); empty: all")
 	withFloor := fs.Bool("floor", false, "measure each read's floor in the same run (its SQL texts executed raw + encoding/json of the payload; COPY for ingest) and print the ratio")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -145,7 +146,14 @@ func BenchMain(args []string, stdout, stderr io.Writer, start Starter) error {
 	}
 	defer t.Stop()
 	d, _, _ := bootstrap.ParseURL(*dbURL)
-	rep, err := RunAPI(ctx, t, string(d), measured, *samples, time.Duration(*concSeconds*float64(time.Second)), *ingestBatches, floor)
+	var selected map[string]bool
+	if *only != "" {
+		selected = map[string]bool{}
+		for _, name := range strings.Split(*only, ",") {
+			selected[strings.TrimSpace(name)] = true
+		}
+	}
+	rep, err := RunAPI(ctx, t, string(d), measured, *samples, time.Duration(*concSeconds*float64(time.Second)), *ingestBatches, floor, selected)
 	if err != nil {
 		return err
 	}
@@ -186,6 +194,18 @@ type client struct {
 	t     *Target
 	http  *http.Client
 	floor *floorProbe // nil without --floor
+	// only names the reads to measure (nil: all); the others are reported as skipped. At
+	// 10,000 connections on SQLite the whole-list reads take minutes, which a run that is after
+	// the page or the scoped read need not wait for.
+	only map[string]bool
+}
+
+// skips reports whether read name is not to be measured, and its row if so.
+func (c *client) skips(name string) (Read, bool) {
+	if c.only == nil || c.only[name] {
+		return Read{}, false
+	}
+	return Read{Name: name, Note: "skipped (--reads)"}, true
 }
 
 // floorSpec is how a measured read is computed in process for its floor; perSample when each
@@ -227,6 +247,9 @@ func percentile(ms []float64, p float64) float64 {
 // measure runs fn n times after a short warm-up and summarises the client-side durations. With
 // a floor probe and a floor spec, each request is followed by one floor sample of the same read.
 func (c *client) measure(name string, n int, target float64, path func(i int) (string, string), before func(), fl *floorSpec) Read {
+	if r, skip := c.skips(name); skip {
+		return r
+	}
 	r := Read{Name: name, TargetMs: target}
 	var ms []float64
 	var ff floorFigures
@@ -274,9 +297,10 @@ func (c *client) measure(name string, n int, target float64, path func(i int) (s
 
 // RunAPI measures the reads of SPEC §7 against t.
 // With floor, each read is measured beside its floor (floor.go) and ingest beside a COPY of the
-// same rows (PostgreSQL only).
-func RunAPI(ctx context.Context, t *Target, dialect, profile string, samples int, concurrent time.Duration, ingestBatches int, floor *floorProbe) (*Report, error) {
-	c := &client{t: t, floor: floor, http: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 128}}}
+// same rows (PostgreSQL only). With only, just the reads it names are (the first overview, which
+// finds the connections of the scoped reads, always is).
+func RunAPI(ctx context.Context, t *Target, dialect, profile string, samples int, concurrent time.Duration, ingestBatches int, floor *floorProbe, only map[string]bool) (*Report, error) {
+	c := &client{t: t, floor: floor, only: only, http: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 128}}}
 	defer c.http.CloseIdleConnections()
 	rep := &Report{Schema: "connsum.bench.api/v1", Profile: profile, Dialect: dialect, At: time.Now().UTC().Format(time.RFC3339),
 		Machine: machine()}
@@ -348,6 +372,9 @@ func RunAPI(ctx context.Context, t *Target, dialect, profile string, samples int
 // concurrent runs 64 overview clients for d and counts projections from the cache's misses.
 func (c *client) concurrent(clients int, d time.Duration) Read {
 	r := Read{Name: fmt.Sprintf("overview_%d_concurrent", clients)}
+	if skipped, skip := c.skips(r.Name); skip {
+		return skipped
+	}
 	missesBefore := c.cacheMisses()
 	var mu sync.Mutex
 	var ms []float64
@@ -413,6 +440,9 @@ func ingestEvents(prefix string, stamp int64, b, size int, connectionID string) 
 // PostgreSQL each batch is followed by a COPY of a batch of the same shape (floor.go).
 func (c *client) ingest(connectorID, connectionID string, size, batches int) Read {
 	r := Read{Name: fmt.Sprintf("spine_ingest_batch_%d", size), Statements: 0}
+	if skipped, skip := c.skips(r.Name); skip {
+		return skipped
+	}
 	stamp := time.Now().UnixNano()
 	var ms, floorMs []float64
 	var total, floorTotal time.Duration

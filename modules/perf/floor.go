@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -21,41 +20,17 @@ import (
 )
 
 // The floor of a read (`bench api --floor`) is what the same answer costs with nothing of the
-// service in between: the very SQL texts the service sends for it, executed through the same
-// driver with every value left raw (sql.RawBytes, no scanning into types), plus encoding/json of
-// the identical payload. The texts are captured by running the service's own projector on a
-// handle of its own with a recording query hook (bun formats the values into the text, as the
-// service sends it over pgx's simple protocol); the timed part is only the raw execution and
-// the encoding. The bench alternates one service request and one floor sample, so noise from
+// service in between: the very SQL texts the service sends for it, executed one after another
+// through the same driver with every value left raw (sql.RawBytes, no scanning into types), plus
+// encoding/json of the identical payload. The texts are captured by running the service's own
+// projector on a handle of its own under a statement counter that keeps them (bun formats the
+// values into the text, as the service sends it over pgx's simple protocol); the timed part is
+// only the raw execution and the encoding. The bench alternates one service request and one floor sample, so noise from
 // other work on the machine lands on both.
 type floorProbe struct {
 	db   *bun.DB
 	proj *summary.Projector
 	copy *copyFloor // nil on SQLite
-}
-
-// recorderKey carries the *statementRecorder of a capture on the context.
-type recorderKey struct{}
-
-// statementRecorder collects the formatted SQL texts of the statements issued under a context.
-type statementRecorder struct {
-	mu    sync.Mutex
-	texts []string
-}
-
-// recordingHook is the bun query hook that feeds a statementRecorder found on the context.
-type recordingHook struct{}
-
-// BeforeQuery implements bun.QueryHook.
-func (recordingHook) BeforeQuery(ctx context.Context, _ *bun.QueryEvent) context.Context { return ctx }
-
-// AfterQuery implements bun.QueryHook.
-func (recordingHook) AfterQuery(ctx context.Context, ev *bun.QueryEvent) {
-	if r, ok := ctx.Value(recorderKey{}).(*statementRecorder); ok {
-		r.mu.Lock()
-		r.texts = append(r.texts, ev.Query)
-		r.mu.Unlock()
-	}
 }
 
 // newFloorProbe opens a handle of its own on dbURL and wires the service's read path on it with
@@ -65,7 +40,6 @@ func newFloorProbe(ctx context.Context, dbURL string) (*floorProbe, error) {
 	if err != nil {
 		return nil, err
 	}
-	db.AddQueryHook(recordingHook{})
 	rm := runs.NewReadModel(db, runs.Options{}, time.Now)
 	ev := runs.NewReadModelEvidence(rm)
 	proj := summary.NewProjector(catalog.NewStore(db, time.Now), retained.NewStore(db, time.Now), ev, ev, time.Now)
@@ -112,18 +86,21 @@ type floorPlan struct {
 	allocated, body uint64
 }
 
-// capture runs read (the service's projector) once, untimed, and keeps its SQL texts and payload.
+// capture runs read (the service's projector) once, untimed, and keeps its SQL texts (from a
+// statement counter: the statements the service sends in one batch pass no bun hook on
+// PostgreSQL) and payload. The floor runs the texts one after another, so a read whose
+// statements go out in one round trip can come in under it.
 func (p *floorProbe) capture(ctx context.Context, read func(ctx context.Context, proj *summary.Projector) (*summary.Result, error)) (*floorPlan, error) {
-	rec := &statementRecorder{}
+	rec := &bootstrap.StatementCounter{KeepTexts: true}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	res, err := read(context.WithValue(ctx, recorderKey{}, rec), p.proj)
+	res, err := read(bootstrap.WithStatementCounter(ctx, rec), p.proj)
 	if err != nil {
 		return nil, err
 	}
 	body := res.Body()
 	runtime.ReadMemStats(&after)
-	return &floorPlan{texts: rec.texts, envelope: &res.Envelope, allocated: after.TotalAlloc - before.TotalAlloc, body: uint64(len(body))}, nil
+	return &floorPlan{texts: rec.Texts(), envelope: &res.Envelope, allocated: after.TotalAlloc - before.TotalAlloc, body: uint64(len(body))}, nil
 }
 
 // floorSample is one timed execution of a plan.

@@ -120,6 +120,11 @@ type Snapshot interface {
 	Of(ctx context.Context, connections schema.QueryAppender) (map[string]*Retained, error)
 	// ForConnection loads one connection's rows only.
 	ForConnection(ctx context.Context, id string) (*Retained, error)
+	// QueueOf and QueueForConnection queue the two statements of Of and ForConnection on b, so
+	// that a read sends them in the same round trip as its other statements: *out holds the
+	// answer once b has run.
+	QueueOf(b *bootstrap.Batch, connections schema.QueryAppender, out *map[string]*Retained)
+	QueueForConnection(b *bootstrap.Batch, id string, out **Retained)
 }
 
 // Store writes and reads retained rows.
@@ -275,6 +280,11 @@ func (s *Store) Of(ctx context.Context, connections schema.QueryAppender) (map[s
 	return s.load(ctx, connections)
 }
 
+// QueueOf implements Snapshot.
+func (s *Store) QueueOf(b *bootstrap.Batch, connections schema.QueryAppender, out *map[string]*Retained) {
+	s.queueLoad(b, connections, func(all map[string]*Retained) { *out = all })
+}
+
 // membership renders a list of ids as the right-hand side of a membership test, like the
 // catalog's IDSet renders a filter.
 type membership []string
@@ -297,8 +307,20 @@ const (
 )
 
 // load reads the connection rows and stream rows of the connections in (a membership test's
-// right-hand side; every connection when nil), scanned without bun's model reflection.
+// right-hand side; every connection when nil).
 func (s *Store) load(ctx context.Context, in schema.QueryAppender) (map[string]*Retained, error) {
+	var b bootstrap.Batch
+	var out map[string]*Retained
+	s.queueLoad(&b, in, func(all map[string]*Retained) { out = all })
+	if err := b.Run(ctx); err != nil {
+		return nil, fmt.Errorf("retained: %w", err)
+	}
+	return out, nil
+}
+
+// queueLoad queues load's two statements on b, whose rows are scanned without bun's model
+// reflection; then receives them once both are read.
+func (s *Store) queueLoad(b *bootstrap.Batch, in schema.QueryAppender, then func(map[string]*Retained)) {
 	cq := s.db.NewSelect().ColumnExpr(connectionColumns).Table("retained_connections")
 	sq := s.db.NewSelect().ColumnExpr(streamColumns).Table("retained_streams").OrderExpr("connection_id, stream")
 	if in != nil {
@@ -308,18 +330,15 @@ func (s *Store) load(ctx context.Context, in schema.QueryAppender) (map[string]*
 	out := map[string]*Retained{}
 	var last sql.NullString
 	var c ConnectionRow
-	err := scanRows(ctx, cq, []any{&c.ConnectionID, &c.StreamCount, &c.RecordCount, &c.RecordJSONBytes, &c.RecordChangesCount,
-		&c.RecordChangesJSONBytes, &c.BlobCount, &c.BlobBytes, &last, &c.TotalBytesCol, &c.UpdatedAt}, func() {
+	b.Queue(s.db, cq, scanRows("connection rows", []any{&c.ConnectionID, &c.StreamCount, &c.RecordCount, &c.RecordJSONBytes,
+		&c.RecordChangesCount, &c.RecordChangesJSONBytes, &c.BlobCount, &c.BlobBytes, &last, &c.TotalBytesCol, &c.UpdatedAt}, func() {
 		row := c
 		row.LastRecordAt = bootstrap.StringOrNil(last)
 		out[c.ConnectionID] = &Retained{Connection: &row}
-	})
-	if err != nil {
-		return nil, fmt.Errorf("retained: connection rows: %w", err)
-	}
+	}, nil))
 	var st StreamRow
-	err = scanRows(ctx, sq, []any{&st.ConnectionID, &st.Stream, &st.RecordCount, &st.RecordJSONBytes, &st.RecordChangesCount,
-		&st.RecordChangesJSONBytes, &st.BlobCount, &st.BlobBytes, &last, &st.TotalBytesCol, &st.UpdatedAt}, func() {
+	b.Queue(s.db, sq, scanRows("stream rows", []any{&st.ConnectionID, &st.Stream, &st.RecordCount, &st.RecordJSONBytes,
+		&st.RecordChangesCount, &st.RecordChangesJSONBytes, &st.BlobCount, &st.BlobBytes, &last, &st.TotalBytesCol, &st.UpdatedAt}, func() {
 		row := st
 		row.LastRecordAt = bootstrap.StringOrNil(last)
 		r := out[st.ConnectionID]
@@ -328,27 +347,27 @@ func (s *Store) load(ctx context.Context, in schema.QueryAppender) (map[string]*
 			out[st.ConnectionID] = r
 		}
 		r.Streams = append(r.Streams, row)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("retained: stream rows: %w", err)
-	}
-	return out, nil
+	}, func() { then(out) }))
 }
 
-// scanRows runs q and scans each row into dest, calling each after every row.
-func scanRows(ctx context.Context, q *bun.SelectQuery, dest []any, each func()) error {
-	rows, err := q.Rows(ctx)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		if err := rows.Scan(dest...); err != nil {
-			return err
+// scanRows is the scan of a batched read that scans each row into dest, calling each after
+// every row and done (when not nil) after the last; what names the rows in its errors.
+func scanRows(what string, dest []any, each, done func()) func(bootstrap.Rows) error {
+	return func(rows bootstrap.Rows) error {
+		for rows.Next() {
+			if err := rows.Scan(dest...); err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
+			each()
 		}
-		each()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		if done != nil {
+			done()
+		}
+		return nil
 	}
-	return rows.Err()
 }
 
 // ForConnection implements Snapshot.
@@ -357,8 +376,18 @@ func (s *Store) ForConnection(ctx context.Context, id string) (*Retained, error)
 	if err != nil {
 		return nil, err
 	}
+	return oneOf(all, id), nil
+}
+
+// QueueForConnection implements Snapshot.
+func (s *Store) QueueForConnection(b *bootstrap.Batch, id string, out **Retained) {
+	s.queueLoad(b, membership{id}, func(all map[string]*Retained) { *out = oneOf(all, id) })
+}
+
+// oneOf is the rows of connection id in all (none: an empty Retained).
+func oneOf(all map[string]*Retained, id string) *Retained {
 	if r := all[id]; r != nil {
-		return r, nil
+		return r
 	}
-	return &Retained{}, nil
+	return &Retained{}
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+
+	"connsum/modules/bootstrap"
 )
 
 // Tag is a feed answer's strong entity tag (SPEC §2.7): the revision the answer was computed at
@@ -89,6 +91,9 @@ type Reader struct{ DB bun.IDB }
 
 // Current implements the port: revision.Current over r.DB.
 func (r Reader) Current(ctx context.Context) (int64, error) { return Current(ctx, r.DB) }
+
+// QueueCurrent implements the port: revision.QueueCurrent over r.DB.
+func (r Reader) QueueCurrent(b *bootstrap.Batch, rev *int64) { QueueCurrent(b, r.DB, rev) }
 
 // Since implements the change stream's port: revision.Since over r.DB.
 func (r Reader) Since(ctx context.Context, after int64) (Change, int64, error) {

