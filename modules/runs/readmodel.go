@@ -481,18 +481,21 @@ func unattributedRun(t *targets, connector, runID string, c Claim) UnattributedR
 // at all when it did not change), and the head of a connection left without runs removed. Heads
 // are never deleted and re-inserted, so concurrent writers never race on their key and a busy
 // head does not leave a dead row per batch.
+//
+// Whether a connection has runs at all is its last run being NULL, never EXISTS: PostgreSQL
+// plans an EXISTS on run_summaries as a semi or anti join over a bitmap scan, which reads every
+// index entry of the connection before it answers (7 ms for a connection of 37 000 runs, per
+// statement and per batch), where the ordered subquery stops at the first entry.
 func recomputeHeads(ctx context.Context, tx bun.IDB, ids []string) error {
 	for len(ids) > 0 {
 		chunk := ids[:min(len(ids), 500)]
 		ids = ids[len(chunk):]
 		if _, err := tx.NewRaw(`INSERT INTO run_heads (connection_id, connector_id, last_run_id, last_success_run_id)
-			SELECT c.connection_id, c.connector_id,
-				(SELECT r.run_id FROM run_summaries r WHERE r.connection_id = c.connection_id
-					ORDER BY r.last_at DESC, r.run_id DESC LIMIT 1),
-				(SELECT r.run_id FROM run_summaries r WHERE r.connection_id = c.connection_id AND r.status_key = ?
-					ORDER BY r.last_at DESC, r.run_id DESC LIMIT 1)
-			FROM connections c WHERE c.connection_id IN (?)
-				AND EXISTS (SELECT 1 FROM run_summaries r WHERE r.connection_id = c.connection_id)
+			SELECT h.connection_id, h.connector_id, h.last_run_id, h.last_success_run_id FROM (
+				SELECT c.connection_id, c.connector_id, (`+lastRunOf("c.connection_id", "")+`) AS last_run_id,
+					(`+lastRunOf("c.connection_id", "AND r.status_key = ?")+`) AS last_success_run_id
+				FROM connections c WHERE c.connection_id IN (?)) AS h
+			WHERE h.last_run_id IS NOT NULL
 			ON CONFLICT (connection_id) DO UPDATE SET last_run_id = EXCLUDED.last_run_id,
 				last_success_run_id = EXCLUDED.last_success_run_id
 			WHERE run_heads.last_run_id IS DISTINCT FROM EXCLUDED.last_run_id
@@ -501,11 +504,19 @@ func recomputeHeads(ctx context.Context, tx bun.IDB, ids []string) error {
 			return fmt.Errorf("runs: read model heads: %w", err)
 		}
 		if _, err := tx.NewDelete().Table("run_heads").Where("connection_id IN (?)", bun.List(chunk)).
-			Where("NOT EXISTS (SELECT 1 FROM run_summaries r WHERE r.connection_id = run_heads.connection_id)").Exec(ctx); err != nil {
+			Where("(" + lastRunOf("run_heads.connection_id", "") + ") IS NULL").Exec(ctx); err != nil {
 			return fmt.Errorf("runs: read model heads: %w", err)
 		}
 	}
 	return nil
+}
+
+// lastRunOf is the subquery of a connection's last attributed run (NULL when it has none), with
+// an extra condition on r: one probe of idx_run_summaries_connection_order (or _status) that
+// stops at its first entry.
+func lastRunOf(connection, cond string) string {
+	return "SELECT r.run_id FROM run_summaries r WHERE r.connection_id = " + connection + " " + cond +
+		" ORDER BY r.last_at DESC, r.run_id DESC LIMIT 1"
 }
 
 // ConnectionCreated attributes the runs stored before their connection existed and builds its
