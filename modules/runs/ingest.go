@@ -296,14 +296,7 @@ func deriveSources(ctx context.Context, tx bun.Tx, events []*Event) error {
 // (measured: about 2× faster for batches of 1000). SQLite takes bun's multi-row insert.
 func insertEvents(ctx context.Context, tx bun.Tx, events []*Event, optimistic bool) (int64, error) {
 	if bootstrap.DialectOf(tx) != bootstrap.Postgres {
-		if _, err := tx.NewInsert().Model(&events).Returning("event_seq").Exec(ctx); err != nil {
-			return 0, err
-		}
-		var last int64
-		for _, e := range events {
-			last = max(last, e.EventSeq)
-		}
-		return last, nil
+		return insertPrepared(ctx, tx, events)
 	}
 	if last, ok, err := copyEvents(ctx, tx, events, optimistic); ok || err != nil {
 		return last, err
@@ -364,6 +357,31 @@ func insertEvents(ctx context.Context, tx bun.Tx, events []*Event, optimistic bo
 	}
 	for _, e := range events {
 		e.EventSeq = byID[e.EventID]
+	}
+	return last, nil
+}
+
+// insertPrepared stores the batch on SQLite with one prepared single-row INSERT run once per
+// event: SQLite parses the statement once per batch, where a multi-row VALUES list of a thousand
+// literal rows cost a parse of ≈ 100 KB of SQL text per batch (measured: a third of the
+// insert's time), and a row's event_seq is its rowid (the column is INTEGER PRIMARY KEY).
+func insertPrepared(ctx context.Context, tx bun.Tx, events []*Event) (int64, error) {
+	stmt, err := tx.PrepareContext(ctx, "INSERT INTO spine_events ("+strings.Join(spineColumns, ", ")+") VALUES (?"+
+		strings.Repeat(", ?", len(spineColumns)-1)+")")
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = stmt.Close() }()
+	var last int64
+	for _, e := range events {
+		res, err := stmt.ExecContext(ctx, copyRow(e)...)
+		if err != nil {
+			return 0, err
+		}
+		if e.EventSeq, err = res.LastInsertId(); err != nil {
+			return 0, err
+		}
+		last = max(last, e.EventSeq)
 	}
 	return last, nil
 }
