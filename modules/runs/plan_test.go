@@ -126,9 +126,11 @@ func TestHeadStatementsStopAtTheFirstRun(t *testing.T) {
 	f.add(runEvents("gmail", "r_last", "", 400*time.Minute, "run.completed", feedEv{"connection_id": "cin_g"}, nil)...)
 	var heads []string
 	texts.mu.Lock()
-	for _, q := range texts.q {
-		if strings.Contains(q, "INTO run_heads") || strings.Contains(q, `DELETE FROM "run_heads"`) {
-			heads = append(heads, q)
+	for _, joined := range texts.q { // the tail statements go as one (bootstrap.ExecJoined)
+		for _, q := range strings.Split(joined, ";\n") {
+			if strings.Contains(q, "INTO run_heads") || strings.Contains(q, `DELETE FROM "run_heads"`) {
+				heads = append(heads, q)
+			}
 		}
 	}
 	texts.mu.Unlock()
