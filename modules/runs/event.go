@@ -27,11 +27,13 @@ const (
 	MaxDataDepth = 32
 )
 
+// The patterns are held as the interface the checks take, so that passing one boxes nothing
+// (a charPattern passed by value was copied to the heap on every field of every event).
 var (
-	eventIDRE    = charPattern{text: `^[A-Za-z0-9_.:-]{1,128}$`, max: 128, first: idChar, rest: idChar}
-	eventTypeRE  = charPattern{text: `^[a-z][a-z0-9_.]{0,63}$`, max: 64, first: lower, rest: func(b byte) bool { return lower(b) || digit(b) || b == '_' || b == '.' }}
-	statusRE     = charPattern{text: `^[a-z][a-z0-9_]{0,63}$`, max: 64, first: lower, rest: func(b byte) bool { return lower(b) || digit(b) || b == '_' }}
-	sourceKindRE = oneOf{"connector", "provider_native"}
+	eventIDRE    pattern = charPattern{text: `^[A-Za-z0-9_.:-]{1,128}$`, max: 128, first: idChar, rest: idChar}
+	eventTypeRE  pattern = charPattern{text: `^[a-z][a-z0-9_.]{0,63}$`, max: 64, first: lower, rest: func(b byte) bool { return lower(b) || digit(b) || b == '_' || b == '.' }}
+	statusRE     pattern = charPattern{text: `^[a-z][a-z0-9_]{0,63}$`, max: 64, first: lower, rest: func(b byte) bool { return lower(b) || digit(b) || b == '_' }}
+	sourceKindRE pattern = oneOf{"connector", "provider_native"}
 )
 
 // pattern is what an id-like field must match; the grammars of SPEC §1.4 are simple character
