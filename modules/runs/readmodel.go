@@ -345,7 +345,7 @@ const runUpdateSet = `connection_id = EXCLUDED.connection_id, profile_key = EXCL
 	collection_facts = EXCLUDED.collection_facts, last_event_seq = EXCLUDED.last_event_seq`
 
 // upsertRuns writes rows: on PostgreSQL as column arrays through unnest (the fast bulk path),
-// on SQLite as bun's multi-row insert; the conflict update is the same.
+// on SQLite with a prepared statement per row (upsertPrepared); the conflict update is the same.
 func upsertRuns(ctx context.Context, tx bun.IDB, rows []*RunRow) error {
 	if len(rows) == 0 {
 		return nil
@@ -392,12 +392,41 @@ func upsertRuns(ctx context.Context, tx bun.IDB, rows []*RunRow) error {
 			ints("last_event_seq", func(r *RunRow) int64 { return r.LastEventSeq }),
 		}, "ON CONFLICT (connector_id, run_id) DO UPDATE SET "+runUpdateSet).Exec(ctx)
 	} else {
-		_, err = tx.NewInsert().Model(&rows).On("CONFLICT (connector_id, run_id) DO UPDATE").Set(runUpdateSet).Exec(ctx)
+		err = upsertPrepared(ctx, tx, rows)
 	}
 	if err != nil {
 		return fmt.Errorf("runs: read model upsert: %w", err)
 	}
 	return nil
+}
+
+// upsertPrepared is upsertRuns on SQLite: one prepared statement run per row, parsed once per
+// batch instead of a VALUES list of a few hundred literal rows (see insertPrepared).
+func upsertPrepared(ctx context.Context, tx bun.IDB, rows []*RunRow) error {
+	p, ok := tx.(preparer)
+	if !ok {
+		return fmt.Errorf("runs: %T cannot prepare statements", tx)
+	}
+	stmt, err := p.PrepareContext(ctx, "INSERT INTO run_summaries ("+runRowColumns+") VALUES (?"+
+		strings.Repeat(", ?", strings.Count(runRowColumns, ","))+") ON CONFLICT (connector_id, run_id) DO UPDATE SET "+runUpdateSet)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = stmt.Close() }()
+	for _, r := range rows { // in runRowColumns order
+		if _, err := stmt.ExecContext(ctx, r.ConnectorID, r.RunID, r.ConnectionID, r.ProfileKey, r.ConnectionRef, r.FirstAt,
+			r.LastAt, r.EventCount, r.StatusKey, r.TerminalStatus, r.Started, r.LastStatus, r.EventFailureReason, r.BSStatus,
+			r.BSWaitReason, r.KnownGaps, r.CollectionFacts, r.LastEventSeq); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// preparer is what a per-row prepared statement needs of a bun.IDB (bun.DB, bun.Tx and
+// bun.Conn all embed their database/sql value, which prepares).
+type preparer interface {
+	PrepareContext(ctx context.Context, query string) (*sql.Stmt, error)
 }
 
 // targets maps each connector to its connections' expected profile keys, drafts included: a
