@@ -2,11 +2,13 @@ package bootstrap
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/schema"
 )
 
 // StatementCounter counts the SQL statements issued under a context. The feed uses it to report
@@ -82,3 +84,33 @@ const TimeFormat = "2006-01-02T15:04:05.000Z"
 
 // FormatTime renders t in TimeFormat.
 func FormatTime(t time.Time) string { return t.UTC().Format(TimeFormat) }
+
+// ExecJoined runs statements in order in one round trip on PostgreSQL: their texts (bun formats
+// every argument into the text, so nothing is prepared) joined into one simple-protocol Exec,
+// which the server runs in order inside the caller's transaction, stopping at the first error. A
+// batch's short tail statements would otherwise cost a round trip each. SQLite runs in process
+// (no round trip to save): each statement is executed on its own.
+func ExecJoined(ctx context.Context, db bun.IDB, stmts ...schema.QueryAppender) error {
+	gen := db.NewRaw("").DB().QueryGen()
+	texts := make([]string, 0, len(stmts))
+	for _, s := range stmts {
+		b, err := s.AppendQuery(gen, nil)
+		if err != nil {
+			return err
+		}
+		texts = append(texts, string(b))
+	}
+	if DialectOf(db) != Postgres {
+		for _, q := range texts {
+			if _, err := db.ExecContext(ctx, q); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if len(texts) == 0 {
+		return nil
+	}
+	_, err := db.ExecContext(ctx, strings.Join(texts, ";\n"))
+	return err
+}

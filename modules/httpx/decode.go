@@ -62,6 +62,9 @@ type Object struct {
 // invalid turns a refusal of the jsonx reader into the 400 naming its field; other errors (and
 // nil) pass unchanged.
 func invalid(err error) error {
+	if err == nil {
+		return nil // before errors.As, whose target would be allocated for every field read
+	}
 	var e *jsonx.Error
 	if errors.As(err, &e) {
 		return Invalid(e.Field, "%s", e.Message)

@@ -56,9 +56,21 @@ func InvalidUTF8Field(raw []byte, path string) string {
 // Object is a decoded JSON object whose fields are read one by one with their path named in
 // every error.
 type Object struct {
-	path   string
-	fields map[string]json.RawMessage
-	seen   map[string]bool
+	path string
+	// fields holds the members and whether each was read: one map per object, not a second
+	// one for what was read (an ingest batch splits a thousand objects).
+	fields map[string]member
+	// absent are the keys read that the object does not hold; with the members read they are
+	// the suggestions of RejectUnknown. It starts in absentBuf: an event reads a few absent
+	// keys, and growing a slice for them was a third of a split object's allocations.
+	absent    []string
+	absentBuf [8]string
+}
+
+// member is one key of an Object: its raw value and whether it was read.
+type member struct {
+	raw  json.RawMessage
+	seen bool
 }
 
 // ParseObject decodes raw as a JSON object; path prefixes field names in errors ("" for the root).
@@ -113,7 +125,9 @@ func splitChecked(raw []byte, path string) (*Object, error) {
 	if !ok {
 		return nil, invalid(path, "must be a JSON object")
 	}
-	return &Object{path: path, fields: fields, seen: map[string]bool{}}, nil
+	o := &Object{path: path, fields: fields}
+	o.absent = o.absentBuf[:0]
+	return o, nil
 }
 
 // The two refusals of textProblem.
@@ -260,33 +274,49 @@ func joinPath(path, key string) string {
 // splitObject cuts a valid JSON text that is an object into its members, without decoding or
 // copying the values (they are read one by one, and many never are). Duplicate keys keep the
 // last value, as encoding/json does. ok is false when the text is not an object.
-func splitObject(raw []byte) (map[string]json.RawMessage, bool) {
+func splitObject(raw []byte) (map[string]member, bool) {
 	i := skipSpace(raw, 0)
 	if i >= len(raw) || raw[i] != '{' {
 		return nil, false
 	}
-	fields := map[string]json.RawMessage{}
+	// Sized for an event with every field read (ten keys): growing the map cost more than
+	// the larger first allocation.
+	fields := make(map[string]member, 8)
 	i = skipSpace(raw, i+1)
 	if raw[i] == '}' {
 		return fields, true
 	}
 	for {
 		kend := endOfString(raw, i)
-		var key string
-		if k := raw[i:kend]; bytes.IndexByte(k, '\\') < 0 {
-			key = string(k[1 : len(k)-1])
-		} else if json.Unmarshal(k, &key) != nil {
+		key, ok := objectKey(raw[i:kend])
+		if !ok {
 			return nil, false
 		}
 		i = skipSpace(raw, skipSpace(raw, kend)+1) // past ':'
 		vend := endOfValue(raw, i)
-		fields[key] = raw[i:vend:vend]
+		fields[key] = member{raw: raw[i:vend:vend]}
 		i = skipSpace(raw, vend)
 		if raw[i] == '}' {
 			return fields, true
 		}
 		i = skipSpace(raw, i+1) // past ','
 	}
+}
+
+// objectKey decodes the quoted key k. A key without escapes is its bytes; only an escaped one
+// goes through encoding/json, in a function of its own so that the common case does not move
+// the key to the heap (a variable whose address is taken escapes, on every key).
+func objectKey(k []byte) (string, bool) {
+	if bytes.IndexByte(k, '\\') < 0 {
+		return string(k[1 : len(k)-1]), true
+	}
+	return decodeString(k)
+}
+
+func decodeString(k []byte) (string, bool) {
+	var s string
+	err := json.Unmarshal(k, &s)
+	return s, err == nil
 }
 
 func skipSpace(raw []byte, i int) int {
@@ -360,14 +390,23 @@ func (o *Object) Path(key string) string {
 
 // Has reports whether key is present and not null.
 func (o *Object) Has(key string) bool {
-	raw, ok := o.fields[key]
-	return ok && string(raw) != "null"
+	m, ok := o.fields[key]
+	return ok && string(m.raw) != "null"
 }
 
 // Raw returns the raw value of key and marks it read.
 func (o *Object) Raw(key string) (json.RawMessage, bool) {
-	o.seen[key] = true
-	raw, ok := o.fields[key]
+	m, ok := o.fields[key]
+	switch {
+	case !ok:
+		if !slices.Contains(o.absent, key) {
+			o.absent = append(o.absent, key)
+		}
+	case !m.seen:
+		m.seen = true
+		o.fields[key] = m
+	}
+	raw := m.raw
 	if !ok || string(raw) == "null" {
 		return nil, false
 	}
@@ -542,17 +581,20 @@ func ParseMember(raw []byte, path string) (*Object, error) {
 // with the closest key that was read as a suggestion.
 func (o *Object) RejectUnknown() error {
 	var unknown, known []string
-	for k := range o.fields {
-		if !o.seen[k] {
+	for k, m := range o.fields {
+		if !m.seen {
 			unknown = append(unknown, k)
 		}
 	}
 	if len(unknown) == 0 {
 		return nil
 	}
-	for k := range o.seen {
-		known = append(known, k)
+	for k, m := range o.fields {
+		if m.seen {
+			known = append(known, k)
+		}
 	}
+	known = append(known, o.absent...)
 	sort.Strings(unknown)
 	return UnknownField(o.Path(unknown[0]), unknown[0], known)
 }
@@ -581,8 +623,8 @@ func (o *Object) Known(known ...string) error {
 // the message says so.
 func (o *Object) missing(key string) *Error {
 	var unread []string
-	for k := range o.fields {
-		if !o.seen[k] {
+	for k, m := range o.fields {
+		if !m.seen {
 			unread = append(unread, k)
 		}
 	}
@@ -643,4 +685,83 @@ func editDistance(a, b string) int {
 		prev2, prev, cur = prev, cur, prev2
 	}
 	return prev[len(b)]
+}
+
+// Canonical is the canonical form of raw, a valid JSON text in valid UTF-8, as encoding/json writes it after
+// decoding into map[string]any with UseNumber and encoding with SetEscapeHTML(false): no
+// insignificant space, object keys sorted bytewise (a repeated key keeps its last value),
+// numbers and literals as sent. It answers only for texts whose strings that encoder would write
+// back byte for byte — no escape at all and no U+2028 or U+2029, the two characters it escapes —
+// and reports false for any other text (or one that is not an object), which the caller then
+// encodes the slow way. Going through maps and reflection cost an ingest batch of 1000 events a
+// third of its validation time.
+func Canonical(raw []byte) (string, bool) {
+	if bytes.IndexByte(raw, '\\') >= 0 || bytes.Contains(raw, []byte("\u2028")) || bytes.Contains(raw, []byte("\u2029")) {
+		return "", false
+	}
+	i := skipSpace(raw, 0)
+	if i >= len(raw) || raw[i] != '{' {
+		return "", false
+	}
+	out := make([]byte, 0, len(raw))
+	out, _ = appendCanonical(out, raw, i)
+	return string(out), true
+}
+
+// appendCanonical appends the canonical form of the value at raw[i] (valid JSON without
+// escapes) and returns the index after it.
+func appendCanonical(out, raw []byte, i int) ([]byte, int) {
+	switch raw[i] {
+	case '{':
+		type kv struct {
+			key        []byte
+			start, end int
+		}
+		var members []kv
+		i = skipSpace(raw, i+1)
+		for raw[i] != '}' {
+			kend := endOfString(raw, i)
+			key := raw[i+1 : kend-1]
+			v := skipSpace(raw, skipSpace(raw, kend)+1) // past ':'
+			vend := endOfValue(raw, v)
+			members = append(members, kv{key, v, vend})
+			if i = skipSpace(raw, vend); raw[i] == ',' {
+				i = skipSpace(raw, i+1)
+			}
+		}
+		// Stable, so that of a repeated key the last one sent is the last of its run: the one
+		// kept (sorting first keeps a hostile object of thousands of keys at n log n).
+		slices.SortStableFunc(members, func(a, b kv) int { return bytes.Compare(a.key, b.key) })
+		out = append(out, '{')
+		first := true
+		for n, m := range members {
+			if n+1 < len(members) && bytes.Equal(m.key, members[n+1].key) {
+				continue
+			}
+			if !first {
+				out = append(out, ',')
+			}
+			first = false
+			out = append(out, '"')
+			out = append(out, m.key...)
+			out = append(out, '"', ':')
+			out, _ = appendCanonical(out, raw, m.start)
+		}
+		return append(out, '}'), i + 1
+	case '[':
+		out = append(out, '[')
+		i = skipSpace(raw, i+1)
+		for n := 0; raw[i] != ']'; n++ {
+			if n > 0 {
+				out = append(out, ',')
+			}
+			out, i = appendCanonical(out, raw, i)
+			if i = skipSpace(raw, i); raw[i] == ',' {
+				i = skipSpace(raw, i+1)
+			}
+		}
+		return append(out, ']'), i + 1
+	}
+	end := endOfValue(raw, i)
+	return append(out, raw[i:end]...), end
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/schema"
 
 	"connsum/modules/bootstrap"
 )
@@ -110,18 +111,17 @@ func Advance(ctx context.Context, tx bun.IDB, ch Change, now time.Time) (int64, 
 	if err := tx.QueryRowContext(ctx, "UPDATE feed_revision SET revision = revision + 1, changed_at = ? WHERE id = 1 RETURNING revision", at).Scan(&rev); err != nil {
 		return 0, fmt.Errorf("revision: advance: %w", err)
 	}
-	if err := insertChange(ctx, tx, rev, ch, at); err != nil {
-		return 0, err
-	}
+	// What follows the new revision goes in one round trip (bootstrap.ExecJoined): the change,
+	// now and then the pruning of old changes, and the notification, still last.
+	stmts := []schema.QueryAppender{changeStatement(tx, rev, ch, at)}
 	if rev%pruneEvery == 0 && rev > KeepRevisions {
-		if _, err := tx.ExecContext(ctx, "DELETE FROM feed_changes WHERE revision <= ?", rev-KeepRevisions); err != nil {
-			return 0, fmt.Errorf("revision: prune: %w", err)
-		}
+		stmts = append(stmts, tx.NewRaw("DELETE FROM feed_changes WHERE revision <= ?", rev-KeepRevisions))
 	}
 	if bootstrap.DialectOf(tx) == bootstrap.Postgres {
-		if _, err := tx.ExecContext(ctx, "SELECT pg_notify(?, ?)", Channel, payload(rev, ch)); err != nil {
-			return 0, fmt.Errorf("revision: notify: %w", err)
-		}
+		stmts = append(stmts, tx.NewRaw("SELECT pg_notify(?, ?)", Channel, payload(rev, ch)))
+	}
+	if err := bootstrap.ExecJoined(ctx, tx, stmts...); err != nil {
+		return 0, fmt.Errorf("revision: record change: %w", err)
 	}
 	if sqlDB := sqlDBOf(tx); sqlDB != nil {
 		// Outside bootstrap.RunInTx nobody can say when tx commits and no watcher is woken; they
@@ -131,7 +131,8 @@ func Advance(ctx context.Context, tx bun.IDB, ch Change, now time.Time) (int64, 
 	return rev, nil
 }
 
-func insertChange(ctx context.Context, tx bun.IDB, rev int64, ch Change, at string) error {
+// changeStatement records what revision rev changed.
+func changeStatement(tx bun.IDB, rev int64, ch Change, at string) schema.QueryAppender {
 	var rows []string
 	var args []any
 	add := func(connector, connection string) {
@@ -149,12 +150,8 @@ func insertChange(ctx context.Context, tx bun.IDB, rev int64, ch Change, at stri
 			add("", id)
 		}
 	}
-	_, err := tx.ExecContext(ctx, "INSERT INTO feed_changes (revision, connector_id, connection_id, changed_at) VALUES "+
+	return tx.NewRaw("INSERT INTO feed_changes (revision, connector_id, connection_id, changed_at) VALUES "+
 		strings.Join(rows, ", ")+" ON CONFLICT DO NOTHING", args...)
-	if err != nil {
-		return fmt.Errorf("revision: record change: %w", err)
-	}
-	return nil
 }
 
 func payload(rev int64, ch Change) string {

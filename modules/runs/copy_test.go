@@ -7,12 +7,14 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/uptrace/bun"
 
 	"connsum/modules/bootstrap"
 	"connsum/modules/bootstrap/dbtest"
 	"connsum/modules/runs"
+	"connsum/modules/runs/runstest"
 )
 
 // statementTexts records the SQL text of every statement run through a bun.DB.
@@ -89,7 +91,8 @@ func appendAndCheckSeqs(t *testing.T, db *bun.DB, prefix string, n int) {
 
 // TestAppendCopiesTheBatchOnPostgres: on PostgreSQL the batch goes into spine_events by COPY
 // inside the serialized transaction (no INSERT statement), and the sequence numbers are read
-// back by one range read; on SQLite it is one INSERT. Both give each event its stored seq.
+// back by one range read; on SQLite it is one prepared INSERT run per event. Neither looks the
+// batch's ids up first, and both give each event its stored seq.
 func TestAppendCopiesTheBatchOnPostgres(t *testing.T) {
 	dbtest.Engines(t, func(t *testing.T, db *bun.DB) {
 		texts := &statementTexts{}
@@ -105,11 +108,13 @@ func TestAppendCopiesTheBatchOnPostgres(t *testing.T) {
 			if n := texts.containing("event_id = ANY("); n != 0 {
 				t.Errorf("%d look-ups by event_id, want none when the sequence is contiguous", n)
 			}
-			if n := texts.containing(`"content_hash"`); n != 0 {
-				t.Errorf("%d look-ups of stored ids before the COPY, want none (the COPY's unique check finds them)", n)
-			}
-		} else if inserts != 2 {
-			t.Errorf("SQLite: %d spine inserts, want 2", inserts)
+		} else if inserts != 0 {
+			// The batch goes in through one prepared single-row statement (database/sql, not
+			// bun), never as a multi-row VALUES list of literals.
+			t.Errorf("SQLite: %d literal spine inserts, want 0", inserts)
+		}
+		if n := texts.containing(`"content_hash"`); n != 0 {
+			t.Errorf("%d look-ups of stored ids before the insert, want none (its unique check finds them)", n)
 		}
 	})
 }
@@ -174,5 +179,57 @@ func TestAppendResentBatchAfterCopy(t *testing.T) {
 		if got := len(storedEvents(t, db)); got != 5 {
 			t.Fatalf("%d events stored, want 5 (x1-x5)", got)
 		}
+	})
+}
+
+// TestAppendTailStatementsShareARoundTrip: on PostgreSQL the statements that end an append —
+// the heads (upsert and delete), the applied seq, then the feed's change and its notification
+// after the revision — go as two joined texts (bootstrap.ExecJoined), not five round trips; on
+// SQLite they run one by one. On both the read model equals a rebuild from the log afterwards.
+func TestAppendTailStatementsShareARoundTrip(t *testing.T) {
+	dbtest.Engines(t, func(t *testing.T, db *bun.DB) {
+		f := newFeedFixture(t, db)
+		f.connector("gmail", `{"display_name":"Gmail"}`)
+		f.connection("gmail", "cin_g", "active")
+		texts := &statementTexts{}
+		db.AddQueryHook(texts)
+		var evs []feedEv
+		for i := 0; i < 40; i++ {
+			evs = append(evs, runEvents("gmail", fmt.Sprintf("r%d", i), "", time.Duration(i)*time.Minute, "run.completed",
+				feedEv{"connection_id": "cin_g"}, nil)...)
+		}
+		f.add(evs...)
+		joined := func(parts ...string) int {
+			texts.mu.Lock()
+			defer texts.mu.Unlock()
+			n := 0
+			for _, q := range texts.q {
+				all := true
+				for _, p := range parts {
+					all = all && strings.Contains(q, p)
+				}
+				if all {
+					n++
+				}
+			}
+			return n
+		}
+		heads := []string{"INSERT INTO run_heads", `DELETE FROM "run_heads"`, "INSERT INTO read_model_state"}
+		feed := []string{"INSERT INTO feed_changes", "pg_notify("}
+		if bootstrap.DialectOf(db) == bootstrap.Postgres {
+			if n := joined(heads...); n != 1 {
+				t.Errorf("%d statements hold the heads and the applied seq together, want 1", n)
+			}
+			if n := joined(feed...); n != 1 {
+				t.Errorf("%d statements hold the feed change and its notification together, want 1", n)
+			}
+		} else {
+			for _, p := range append(heads, feed[0]) {
+				if n := joined(p); n != 1 {
+					t.Errorf("SQLite: %d statements with %s, want 1", n, p)
+				}
+			}
+		}
+		runstest.RequireRebuildFixesNothing(t, f.ctx, db, f.clock.Now)
 	})
 }

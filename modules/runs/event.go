@@ -18,6 +18,7 @@ import (
 
 	"connsum/modules/bootstrap"
 	"connsum/modules/httpx"
+	"connsum/modules/jsonx"
 )
 
 // Limits of one event (SPEC §1.4).
@@ -26,11 +27,13 @@ const (
 	MaxDataDepth = 32
 )
 
+// The patterns are held as the interface the checks take, so that passing one boxes nothing
+// (a charPattern passed by value was copied to the heap on every field of every event).
 var (
-	eventIDRE    = charPattern{text: `^[A-Za-z0-9_.:-]{1,128}$`, max: 128, first: idChar, rest: idChar}
-	eventTypeRE  = charPattern{text: `^[a-z][a-z0-9_.]{0,63}$`, max: 64, first: lower, rest: func(b byte) bool { return lower(b) || digit(b) || b == '_' || b == '.' }}
-	statusRE     = charPattern{text: `^[a-z][a-z0-9_]{0,63}$`, max: 64, first: lower, rest: func(b byte) bool { return lower(b) || digit(b) || b == '_' }}
-	sourceKindRE = oneOf{"connector", "provider_native"}
+	eventIDRE    pattern = charPattern{text: `^[A-Za-z0-9_.:-]{1,128}$`, max: 128, first: idChar, rest: idChar}
+	eventTypeRE  pattern = charPattern{text: `^[a-z][a-z0-9_.]{0,63}$`, max: 64, first: lower, rest: func(b byte) bool { return lower(b) || digit(b) || b == '_' || b == '.' }}
+	statusRE     pattern = charPattern{text: `^[a-z][a-z0-9_]{0,63}$`, max: 64, first: lower, rest: func(b byte) bool { return lower(b) || digit(b) || b == '_' }}
+	sourceKindRE pattern = oneOf{"connector", "provider_native"}
 )
 
 // pattern is what an id-like field must match; the grammars of SPEC §1.4 are simple character
@@ -183,12 +186,12 @@ func parseEvent(o *httpx.Object) (*Event, error) {
 	if e.Status, err = str("status", statusRE, statusRE.String()); err != nil {
 		return nil, err
 	}
-	var data map[string]any
+	var data dataView = mapView(nil)
 	if raw, ok := o.Raw("data"); ok {
-		if data, err = parseData(raw, o.Path("data")); err != nil {
+		var canonical string
+		if canonical, data, err = parseData(raw, o.Path("data")); err != nil {
 			return nil, err
 		}
-		canonical := canonicalData(data)
 		// The limit holds for what is stored, not only for what was sent: the canonical form
 		// can be longer than the text sent (U+2028 and U+2029 are always escaped, 3 bytes → 6).
 		if len(canonical) > MaxDataBytes {
@@ -231,24 +234,75 @@ func hashedData(data string) string {
 	return buf.String()
 }
 
-// parseData checks size and depth and decodes numbers exactly.
-func parseData(raw json.RawMessage, path string) (map[string]any, error) {
+// parseData checks size and depth and returns the canonical form of data (canonicalData) with
+// what extract reads of it. Data without escapes is canonicalised from its text (jsonx.Canonical)
+// and read through the split object; other data is decoded (numbers exactly) and encoded again.
+// Both ways give the same bytes, so the content hash of an event never depends on the way taken.
+func parseData(raw json.RawMessage, path string) (string, dataView, error) {
 	if len(raw) == 0 || raw[0] != '{' {
-		return nil, httpx.Invalid(path, "must be a JSON object")
+		return "", nil, httpx.Invalid(path, "must be a JSON object")
 	}
 	if len(raw) > MaxDataBytes {
-		return nil, httpx.Invalid(path, "must be at most %d bytes encoded", MaxDataBytes)
+		return "", nil, httpx.Invalid(path, "must be at most %d bytes encoded", MaxDataBytes)
 	}
 	if depth(raw) > MaxDataDepth {
-		return nil, httpx.Invalid(path, "must be nested at most %d levels", MaxDataDepth)
+		return "", nil, httpx.Invalid(path, "must be nested at most %d levels", MaxDataDepth)
 	}
+	if canonical, ok := jsonx.Canonical(raw); ok {
+		o, err := httpx.ParseMember(raw, path)
+		if err != nil {
+			return "", nil, err
+		}
+		return canonical, objectView{o}, nil
+	}
+	return decodedData(raw, path)
+}
+
+// decodedData is parseData's way for any data: decoded with exact numbers, encoded again.
+func decodedData(raw json.RawMessage, path string) (string, dataView, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var m map[string]any
 	if err := dec.Decode(&m); err != nil {
-		return nil, httpx.Invalid(path, "must be a JSON object")
+		return "", nil, httpx.Invalid(path, "must be a JSON object")
 	}
-	return m, nil
+	return canonicalData(m), mapView(m), nil
+}
+
+// dataView is what extract reads of an event's data: the non-empty string at a key (nil when
+// absent, empty or not a string) and a member that is an object.
+type dataView interface {
+	text(key string) *string
+	object(key string) (dataView, bool)
+}
+
+// mapView reads decoded data.
+type mapView map[string]any
+
+func (m mapView) text(key string) *string { return nonEmpty(m[key]) }
+
+func (m mapView) object(key string) (dataView, bool) {
+	sub, ok := m[key].(map[string]any)
+	return mapView(sub), ok
+}
+
+// objectView reads data through its split members, without decoding what extract never reads.
+type objectView struct{ o *httpx.Object }
+
+func (v objectView) text(key string) *string {
+	s, ok, err := v.o.String(key)
+	if !ok || err != nil || s == "" {
+		return nil
+	}
+	return &s
+}
+
+func (v objectView) object(key string) (dataView, bool) {
+	sub, ok, err := v.o.Object(key)
+	if !ok || err != nil {
+		return nil, false
+	}
+	return objectView{sub}, true
 }
 
 // depth returns the deepest nesting of objects and arrays, ignoring brackets inside strings.
@@ -290,14 +344,14 @@ func firstNonEmpty(vals ...*string) *string {
 }
 
 // extract fills the columns the fold reads, so reads need not parse data.
-func (e *Event) extract(data map[string]any) {
-	e.ConnectionRef = firstNonEmpty(e.ConnectorInstanceID, e.ConnectionID, nonEmpty(data["connector_instance_id"]), nonEmpty(data["connection_id"]))
-	e.FailureReason = firstNonEmpty(nonEmpty(data["reason"]), nonEmpty(data["failure_reason"]))
-	if bs, ok := data["browser_surface"].(map[string]any); ok {
+func (e *Event) extract(data dataView) {
+	e.ConnectionRef = firstNonEmpty(e.ConnectorInstanceID, e.ConnectionID, data.text("connector_instance_id"), data.text("connection_id"))
+	e.FailureReason = firstNonEmpty(data.text("reason"), data.text("failure_reason"))
+	if bs, ok := data.object("browser_surface"); ok {
 		e.BSPresent = true
-		e.BSStatus = nonEmpty(bs["browser_surface_status"])
-		e.BSWaitReason = nonEmpty(bs["browser_surface_wait_reason"])
-		e.BSProfileKey = nonEmpty(bs["browser_surface_profile_key"])
+		e.BSStatus = bs.text("browser_surface_status")
+		e.BSWaitReason = bs.text("browser_surface_wait_reason")
+		e.BSProfileKey = bs.text("browser_surface_profile_key")
 	}
 }
 
