@@ -96,7 +96,7 @@ func BenchMain(args []string, stdout, stderr io.Writer, start Starter) error {
 		return LiveMain(args[1:], stdout, stderr, start)
 	}
 	if len(args) == 0 || args[0] != "api" {
-		return errors.New("bench: usage: connsum bench api [--db URL] [--profile NAME] [--json FILE] [--compare OLD.json] [--samples N] [--concurrent-seconds S] | connsum bench browser --base URL … | connsum bench load [--db URL] [--seconds S] [--readers N] [--json FILE] | connsum bench write [--db URL] [--writers N] [--batch B] [--seconds S] [--memory-checkpoints 0,50,…] [--json FILE] [--compare OLD.json] | connsum bench live [--db URL] [--subscribers N] [--seconds S] [--json FILE]")
+		return errors.New("bench: usage: connsum bench api [--db URL] [--profile NAME] [--json FILE] [--compare OLD.json] [--samples N] [--concurrent-seconds S] [--ingest-batches N] [--floor] [--reads a,b] | connsum bench browser --base URL … | connsum bench load [--db URL] [--seconds S] [--readers N] [--json FILE] | connsum bench write [--db URL] [--writers N] [--batch B] [--seconds S] [--memory-checkpoints 0,50,…] [--json FILE] [--compare OLD.json] | connsum bench live [--db URL] [--subscribers N] [--seconds S] [--json FILE]")
 	}
 	fs := flag.NewFlagSet("bench api", flag.ContinueOnError)
 	fs.SetOutput(stderr)
