@@ -144,6 +144,11 @@ func postgresConfig(dsn string, pool PoolOptions) (*pgx.ConnConfig, error) {
 	setDefault("application_name", ApplicationName)
 	setDefault("statement_timeout", milliseconds(pool.StatementTimeout))
 	setDefault("idle_in_transaction_session_timeout", milliseconds(pool.IdleInTransactionTimeout))
+	// bun formats every value into the SQL text and quotes it for standard_conforming_strings =
+	// on, where a backslash is an ordinary character. A server or database configured with it
+	// off would let a value ending in a backslash close bun's quote and run the rest as SQL, so
+	// every session sets it, whatever the URL or the database says.
+	cfg.RuntimeParams["standard_conforming_strings"] = "on"
 	return cfg, nil
 }
 
