@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/uptrace/bun"
 
 	"connsum/modules/bootstrap"
@@ -20,8 +21,9 @@ import (
 )
 
 // The floor of a read (`bench api --floor`) is what the same answer costs with nothing of the
-// service in between: the very SQL texts the service sends for it, executed one after another
-// through the same driver with every value left raw (sql.RawBytes, no scanning into types), plus
+// service in between: the very SQL texts the service sends for it, executed as the service sends
+// them (one pgx batch on PostgreSQL, one after another on SQLite) through the same driver with
+// every value left raw (no scanning into types), plus
 // encoding/json of the identical payload. The texts are captured by running the service's own
 // projector on a handle of its own under a statement counter that keeps them (bun formats the
 // values into the text, as the service sends it over pgx's simple protocol); the timed part is
@@ -88,8 +90,7 @@ type floorPlan struct {
 
 // capture runs read (the service's projector) once, untimed, and keeps its SQL texts (from a
 // statement counter: the statements the service sends in one batch pass no bun hook on
-// PostgreSQL) and payload. The floor runs the texts one after another, so a read whose
-// statements go out in one round trip can come in under it.
+// PostgreSQL) and payload.
 func (p *floorProbe) capture(ctx context.Context, read func(ctx context.Context, proj *summary.Projector) (*summary.Result, error)) (*floorPlan, error) {
 	rec := &bootstrap.StatementCounter{KeepTexts: true}
 	var before, after runtime.MemStats
@@ -114,10 +115,8 @@ type floorSample struct {
 func (p *floorProbe) run(ctx context.Context, plan *floorPlan) (floorSample, error) {
 	var s floorSample
 	start := time.Now()
-	for _, text := range plan.texts {
-		if err := drain(ctx, p.db.DB, text); err != nil {
-			return s, err
-		}
+	if err := p.execute(ctx, plan.texts); err != nil {
+		return s, err
 	}
 	s.sql = time.Since(start)
 	start = time.Now()
@@ -129,6 +128,52 @@ func (p *floorProbe) run(ctx context.Context, plan *floorPlan) (floorSample, err
 	}
 	s.json, s.bytes = time.Since(start), buf.Len()
 	return s, nil
+}
+
+// execute runs texts and drains their rows as the service's transport sends them: on
+// PostgreSQL in one pgx batch, one round trip (bootstrap.Batch sends a read's statements so), on
+// SQLite one after another.
+func (p *floorProbe) execute(ctx context.Context, texts []string) error {
+	if bootstrap.DialectOf(p.db) != bootstrap.Postgres || len(texts) < 2 {
+		for _, text := range texts {
+			if err := drain(ctx, p.db.DB, text); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	conn, err := p.db.DB.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("floor: %w", err)
+	}
+	defer func() { _ = conn.Close() }()
+	return conn.Raw(func(driverConn any) error {
+		sc, ok := driverConn.(*stdlib.Conn)
+		if !ok {
+			return fmt.Errorf("floor: batch on a %T connection", driverConn)
+		}
+		b := &pgx.Batch{}
+		for _, t := range texts {
+			b.Queue(t)
+		}
+		br := sc.Conn().SendBatch(ctx, b)
+		for range texts {
+			rows, err := br.Query()
+			if err != nil {
+				_ = br.Close()
+				return fmt.Errorf("floor: %w", err)
+			}
+			for rows.Next() {
+				_ = rows.RawValues()
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				_ = br.Close()
+				return fmt.Errorf("floor: %w", err)
+			}
+		}
+		return br.Close()
+	})
 }
 
 // drain runs one statement and reads every column of every row as raw bytes.
