@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/uptrace/bun"
@@ -131,22 +132,25 @@ type scanned struct {
 }
 
 // TestBatchScansEveryDestinationAsSentAlone: the rows of a batch (on PostgreSQL decoded from
-// their text by the batch itself, the *string values of a row sharing one string) hold what
+// their text by the batch itself, the short texts of a row sharing one string) hold what
 // the same reads give, value for value: texts of every length next to one another, empty and
-// multi-byte ones, NULL and non-NULL nullable texts, bigints, booleans; a row with a
+// multi-byte ones, short and long ones, NULL and non-NULL nullable texts, bigints, booleans; a row with a
 // destination the batch does not decode (a float) still scans, and a NULL into a *string is
 // an error on both engines.
 func TestBatchScansEveryDestinationAsSentAlone(t *testing.T) {
 	dbtest.Engines(t, func(t *testing.T, db *bun.DB) {
 		ctx := context.Background()
+		long := strings.Repeat("a long nullable text ", 20) // longer than a row's shared string takes
 		rowsSQL := "SELECT CAST('a' AS TEXT) AS id, CAST('' AS TEXT) AS text, CAST(NULL AS TEXT) AS null_text, " +
 			"CAST(-9223372036854775807 AS BIGINT) AS n, (1 = 1) AS flag, CAST(0.5 AS REAL) AS ratio " +
 			"UNION ALL SELECT 'bb', 'gr\u00fc\u00dfe \u2014 \U0001F600', 'manifest {\"x\": 1}', 42, (1 = 0), 1.5 " +
-			"UNION ALL SELECT 'ccc', 'a text of some length, with ''quotes''', '', 0, (1 = 1), 2.5"
+			"UNION ALL SELECT 'ccc', 'a text of some length, with ''quotes''" + strings.Repeat(".", 300) + "', '" + long + "', 0, (1 = 1), 2.5 " +
+			"UNION ALL SELECT 'd', '', '', 0, (1 = 0), 3.5"
 		want := []scanned{
 			{id: "a", text: "", n: -9223372036854775807, flag: true, ratio: 0.5},
 			{id: "bb", text: "gr\u00fc\u00dfe \u2014 \U0001F600", null: sql.NullString{String: `manifest {"x": 1}`, Valid: true}, n: 42, ratio: 1.5},
-			{id: "ccc", text: "a text of some length, with 'quotes'", null: sql.NullString{Valid: true}, flag: true, ratio: 2.5},
+			{id: "ccc", text: "a text of some length, with 'quotes'" + strings.Repeat(".", 300), null: sql.NullString{String: long, Valid: true}, flag: true, ratio: 2.5},
+			{id: "d", null: sql.NullString{Valid: true}, ratio: 3.5},
 		}
 		read := func(withRatio bool, out *[]scanned) func(bootstrap.Rows) error {
 			return func(rows bootstrap.Rows) error {

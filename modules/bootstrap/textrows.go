@@ -12,7 +12,7 @@ import (
 // textRows is one result of a pgx batch as the read path's scans see it. Over the simple
 // protocol every value arrives as text, and the scans fill only the few destinations that Rows
 // names, so a row whose columns are all of those (text into *string and sql.NullString, bigint
-// into *int64, boolean into *bool) is decoded here, the *string columns of a row sharing one
+// into *int64, boolean into *bool) is decoded here, the short texts of a row sharing one
 // string: a page of 100 at 10,000 connections allocated about 6,000 objects in pgx's scans,
 // one or two per text value (the string, and its interface for sql.Scanner). Any other row —
 // another type or destination, a NULL into *string, a value that does not parse — is left to
@@ -36,7 +36,7 @@ func (r textRows) scanText(dest []any) bool {
 	if len(vals) != len(dest) || len(fds) != len(dest) {
 		return false
 	}
-	shared := 0 // bytes of the row's *string values
+	shared := 0 // bytes of the row's short texts
 	for i, d := range dest {
 		if fds[i].Format != pgx.TextFormatCode {
 			return false
@@ -47,11 +47,12 @@ func (r textRows) scanText(dest []any) bool {
 			if v == nil || !isTextOID(oid) {
 				return false
 			}
-			shared += len(v)
+			shared += sharedLen(v)
 		case *sql.NullString:
 			if !isTextOID(oid) {
 				return false
 			}
+			shared += sharedLen(v)
 		case *int64:
 			if v == nil || (oid != pgtype.Int8OID && oid != pgtype.Int4OID && oid != pgtype.Int2OID) {
 				return false
@@ -67,22 +68,26 @@ func (r textRows) scanText(dest []any) bool {
 	var sb strings.Builder
 	sb.Grow(shared)
 	for i, d := range dest {
-		if _, ok := d.(*string); ok {
-			sb.Write(vals[i])
+		switch d.(type) {
+		case *string, *sql.NullString:
+			sb.Write(vals[i][:sharedLen(vals[i])])
 		}
 	}
 	row, at := sb.String(), 0
+	text := func(v []byte) string {
+		if len(v) > sharedTextMax {
+			return string(v)
+		}
+		at += len(v)
+		return row[at-len(v) : at]
+	}
 	for i, d := range dest {
 		v := vals[i]
 		switch d := d.(type) {
 		case *string:
-			*d = row[at : at+len(v)]
-			at += len(v)
+			*d = text(v)
 		case *sql.NullString:
-			// A string of its own: a nullable column may be a large value that the scan throws
-			// away for most rows (a connector's manifest, kept once per connector), which the
-			// row's other strings must not keep alive.
-			*d = sql.NullString{String: string(v), Valid: v != nil}
+			*d = sql.NullString{String: text(v), Valid: v != nil}
 		case *int64:
 			n, err := strconv.ParseInt(string(v), 10, 64)
 			if err != nil {
@@ -94,6 +99,20 @@ func (r textRows) scanText(dest []any) bool {
 		}
 	}
 	return true
+}
+
+// sharedTextMax is the longest text that shares its row's string. A longer one (a connector's
+// manifest, which the catalog copies once per connector; a run's collection facts) gets a
+// string of its own, so that neither keeps the other alive longer than it is used.
+const sharedTextMax = 256
+
+// sharedLen is how many bytes of the row's string the text v takes: all of it when it is
+// short, none when it gets a string of its own.
+func sharedLen(v []byte) int {
+	if len(v) > sharedTextMax {
+		return 0
+	}
+	return len(v)
 }
 
 // isTextOID reports whether a column of type oid arrives as the very text pgx scans into a
