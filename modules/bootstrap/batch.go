@@ -135,7 +135,7 @@ func scanResults(ctx context.Context, br pgx.BatchResults, reads []batchRead, te
 		if err != nil {
 			return err
 		}
-		err = r.scan(rows)
+		err = r.scan(textRows{rows}) // textrows.go
 		rows.Close()
 		countStatement(ctx, texts[i])
 		if err != nil {

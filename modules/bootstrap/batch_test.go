@@ -2,7 +2,9 @@ package bootstrap_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/uptrace/bun"
@@ -118,4 +120,77 @@ func TestBatchIsOneRoundTripOnPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// scanned is a row of every kind of destination the read path scans into.
+type scanned struct {
+	id, text string
+	null     sql.NullString
+	n        int64
+	flag     bool
+	ratio    float64
+}
+
+// TestBatchScansEveryDestinationAsSentAlone: the rows of a batch (on PostgreSQL decoded from
+// their text by the batch itself, the short texts of a row sharing one string) hold what
+// the same reads give, value for value: texts of every length next to one another, empty and
+// multi-byte ones, short and long ones, NULL and non-NULL nullable texts, bigints, booleans; a row with a
+// destination the batch does not decode (a float) still scans, and a NULL into a *string is
+// an error on both engines.
+func TestBatchScansEveryDestinationAsSentAlone(t *testing.T) {
+	dbtest.Engines(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		long := strings.Repeat("a long nullable text ", 20) // longer than a row's shared string takes
+		rowsSQL := "SELECT CAST('a' AS TEXT) AS id, CAST('' AS TEXT) AS text, CAST(NULL AS TEXT) AS null_text, " +
+			"CAST(-9223372036854775807 AS BIGINT) AS n, (1 = 1) AS flag, CAST(0.5 AS REAL) AS ratio " +
+			"UNION ALL SELECT 'bb', 'gr\u00fc\u00dfe \u2014 \U0001F600', 'manifest {\"x\": 1}', 42, (1 = 0), 1.5 " +
+			"UNION ALL SELECT 'ccc', 'a text of some length, with ''quotes''" + strings.Repeat(".", 300) + "', '" + long + "', 0, (1 = 1), 2.5 " +
+			"UNION ALL SELECT 'd', '', '', 0, (1 = 0), 3.5"
+		want := []scanned{
+			{id: "a", text: "", n: -9223372036854775807, flag: true, ratio: 0.5},
+			{id: "bb", text: "gr\u00fc\u00dfe \u2014 \U0001F600", null: sql.NullString{String: `manifest {"x": 1}`, Valid: true}, n: 42, ratio: 1.5},
+			{id: "ccc", text: "a text of some length, with 'quotes'" + strings.Repeat(".", 300), null: sql.NullString{String: long, Valid: true}, flag: true, ratio: 2.5},
+			{id: "d", null: sql.NullString{Valid: true}, ratio: 3.5},
+		}
+		read := func(withRatio bool, out *[]scanned) func(bootstrap.Rows) error {
+			return func(rows bootstrap.Rows) error {
+				for rows.Next() {
+					var s scanned
+					dest := []any{&s.id, &s.text, &s.null, &s.n, &s.flag}
+					if withRatio {
+						dest = append(dest, &s.ratio)
+					}
+					if err := rows.Scan(dest...); err != nil {
+						return err
+					}
+					*out = append(*out, s)
+				}
+				return nil
+			}
+		}
+		var decoded, fallback []scanned
+		var b bootstrap.Batch
+		b.Queue(db, db.NewSelect().TableExpr("(?) AS t", bun.Safe(rowsSQL)).ColumnExpr("id, text, null_text, n, flag").OrderExpr("id"), read(false, &decoded))
+		b.Queue(db, db.NewSelect().TableExpr("(?) AS t", bun.Safe(rowsSQL)).ColumnExpr("*").OrderExpr("id"), read(true, &fallback))
+		if err := b.Run(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for i := range want {
+			w := want[i]
+			if len(fallback) != len(want) || fallback[i] != w {
+				t.Errorf("row %d with a float: %+v, want %+v", i, fallback, w)
+			}
+			w.ratio = 0
+			if len(decoded) != len(want) || decoded[i] != w {
+				t.Errorf("row %d: %+v, want %+v", i, decoded, w)
+			}
+		}
+
+		var none []string
+		b.Queue(db, db.NewSelect().ColumnExpr("CAST(NULL AS TEXT)"), collect(&none))
+		b.Queue(db, db.NewSelect().ColumnExpr("CAST(NULL AS TEXT)"), collect(&none))
+		if err := b.Run(ctx); err == nil {
+			t.Errorf("a NULL scanned into a *string: %q and no error", none)
+		}
+	})
 }

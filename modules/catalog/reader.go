@@ -251,21 +251,24 @@ func scanEntries(rows bootstrap.Rows) ([]Entry, error) {
 	connectors := map[string]*Connector{}
 	var out []Entry
 	var revokedAt, version, profileKey, raw sql.NullString
+	// Every row carries its connector's columns, scanned here; a Connector is made for the
+	// first row of each connector only (a page of 100 rows has a few).
+	var scanned Connector
 	for rows.Next() {
 		c := new(Connection)
-		k := new(Connector)
 		if err := rows.Scan(&c.ConnectionID, &c.ConnectorID, &c.DisplayName, &c.Status, &c.SourceKind,
 			&c.SourceBindingKey, &c.CreatedAt, &c.UpdatedAt, &revokedAt,
-			&k.DisplayName, &version, &k.Listed, &profileKey, &raw, &k.CreatedAt, &k.UpdatedAt); err != nil {
+			&scanned.DisplayName, &version, &scanned.Listed, &profileKey, &raw, &scanned.CreatedAt, &scanned.UpdatedAt); err != nil {
 			return nil, err
 		}
 		c.RevokedAt = bootstrap.StringOrNil(revokedAt)
-		if shared, ok := connectors[c.ConnectorID]; ok {
-			k = shared
-		} else {
+		k, shared := connectors[c.ConnectorID]
+		if !shared {
 			if !raw.Valid {
 				return nil, fmt.Errorf("connector %s: first row without its manifest", c.ConnectorID)
 			}
+			k = new(Connector)
+			*k = scanned
 			k.ConnectorID, k.Version, k.ProfileKey = c.ConnectorID, bootstrap.StringOrNil(version), bootstrap.StringOrNil(profileKey)
 			k.Manifest = []byte(raw.String)
 			k.DecodeManifest() // once here, so concurrent readers of the entry only read

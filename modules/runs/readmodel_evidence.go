@@ -185,12 +185,13 @@ func (e *ReadModelEvidence) queueHeads(b *bootstrap.Batch, req Request, ids []st
 			}
 			r := sc.row()
 			s := r.Partial().Resolve(now, e.m.o.StaleAfter)
+			// A last run that succeeded is both, one summary (as the spine's evidence has it):
+			// the item only reads them.
 			if last.Valid && last.String == r.RunID {
 				h.last = &s
 			}
 			if success.Valid && success.String == r.RunID {
-				cp := s
-				h.success = &cp
+				h.success = &s
 			}
 		}
 		return nil
@@ -248,9 +249,11 @@ func (s *runScanner) dest() []any {
 // row returns the row last scanned.
 func (s *runScanner) row() RunRow {
 	r := s.r
-	r.ConnectionID, r.ProfileKey, r.ConnectionRef = bootstrap.StringOrNil(s.null[0]), bootstrap.StringOrNil(s.null[1]), bootstrap.StringOrNil(s.null[2])
-	r.TerminalStatus, r.LastStatus, r.EventFailureReason = bootstrap.StringOrNil(s.null[3]), bootstrap.StringOrNil(s.null[4]), bootstrap.StringOrNil(s.null[5])
-	r.BSStatus, r.BSWaitReason = bootstrap.StringOrNil(s.null[6]), bootstrap.StringOrNil(s.null[7])
+	var p [len(s.null)]*string
+	bootstrap.StringsOrNil(p[:], s.null[:])
+	r.ConnectionID, r.ProfileKey, r.ConnectionRef = p[0], p[1], p[2]
+	r.TerminalStatus, r.LastStatus, r.EventFailureReason = p[3], p[4], p[5]
+	r.BSStatus, r.BSWaitReason = p[6], p[7]
 	r.EventCount = int(s.count)
 	return r
 }
