@@ -2,7 +2,6 @@ package bootstrap
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -56,12 +55,21 @@ func (b *Batch) Run(ctx context.Context) error {
 	if pool := pipelinePool(reads); pool != nil {
 		return runPipelined(ctx, pool, reads)
 	}
-	for _, r := range reads {
+	for i, r := range reads {
 		if err := runOne(ctx, r); err != nil {
-			return err
+			return r.failed(i, err)
 		}
 	}
 	return nil
+}
+
+// failed names the i-th read of a batch, and its table, in its error: the log says which read
+// failed (the service's answer is the error's status only).
+func (r batchRead) failed(i int, err error) error {
+	if t := r.q.GetTableName(); t != "" {
+		return fmt.Errorf("bootstrap: batch read %d (%s): %w", i+1, t, err)
+	}
+	return fmt.Errorf("bootstrap: batch read %d: %w", i+1, err)
 }
 
 // pipelinePool is the PostgreSQL pool that all of reads are made from, when there are several:
@@ -124,7 +132,11 @@ func runPipelined(ctx context.Context, pool *bun.DB, reads []batchRead) error {
 		}
 		br := sc.Conn().SendBatch(ctx, pb)
 		err := scanResults(ctx, br, reads, texts)
-		return errors.Join(err, br.Close())
+		// Close reports the batch's first error again: it only adds one when the scans had none.
+		if cerr := br.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("bootstrap: batch: %w", cerr)
+		}
+		return err
 	})
 }
 
@@ -133,16 +145,16 @@ func scanResults(ctx context.Context, br pgx.BatchResults, reads []batchRead, te
 	for i, r := range reads {
 		rows, err := br.Query()
 		if err != nil {
-			return err
+			return r.failed(i, err)
 		}
 		err = r.scan(textRows{rows}) // textrows.go
 		rows.Close()
 		countStatement(ctx, texts[i])
 		if err != nil {
-			return err
+			return r.failed(i, err)
 		}
 		if err := rows.Err(); err != nil {
-			return err
+			return r.failed(i, err)
 		}
 	}
 	return nil

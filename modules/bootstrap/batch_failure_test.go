@@ -3,6 +3,7 @@ package bootstrap_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,6 +64,9 @@ func TestBatchStatementTimeoutMidBatchIsUnavailableAndLeavesThePoolClean(t *test
 	b.Queue(db, db.NewSelect().ColumnExpr("pg_sleep(3)::text"), collect(&got))
 	b.Queue(db, db.NewSelect().ColumnExpr("'third'"), collect(&got))
 	err := b.Run(context.Background())
+	if err != nil && (!strings.HasPrefix(err.Error(), "bootstrap: batch read 2: ") || strings.Count(err.Error(), "statement timeout") != 1) {
+		t.Errorf("the error names the read that failed, once: %v", err)
+	}
 	if err == nil || !bootstrap.IsUnavailable(err) {
 		t.Fatalf("statement timeout in the second read: err %v, IsUnavailable %v; want a 503 error", err, bootstrap.IsUnavailable(err))
 	}
