@@ -47,12 +47,18 @@ func (b *Batch) Queue(db bun.IDB, q *bun.SelectQuery, scan func(Rows) error) {
 // Len is the number of reads queued.
 func (b *Batch) Len() int { return len(b.reads) }
 
+// Pipelined reports whether reads queued next go out in the round trip of those queued so far:
+// they are a PostgreSQL pool's. A caller reads ahead (what an answer may need before it is
+// known that it does) only then: on SQLite, or in a transaction, every read is a statement of
+// its own, and a read ahead that is not needed is work for nothing.
+func (b *Batch) Pipelined() bool { return len(b.reads) > 0 && sharedPool(b.reads) != nil }
+
 // Run sends the queued reads and scans their rows; the batch is empty afterwards. The first
 // error stops it.
 func (b *Batch) Run(ctx context.Context) error {
 	reads := b.reads
 	b.reads = nil
-	if pool := pipelinePool(reads); pool != nil {
+	if pool := sharedPool(reads); pool != nil && len(reads) > 1 {
 		return runPipelined(ctx, pool, reads)
 	}
 	for i, r := range reads {
@@ -72,10 +78,10 @@ func (r batchRead) failed(i int, err error) error {
 	return fmt.Errorf("bootstrap: batch read %d: %w", i+1, err)
 }
 
-// pipelinePool is the PostgreSQL pool that all of reads are made from, when there are several:
-// those go out in one message; nil otherwise.
-func pipelinePool(reads []batchRead) *bun.DB {
-	if len(reads) < 2 {
+// sharedPool is the PostgreSQL pool that all of reads are made from, whose reads go out in one
+// message; nil otherwise (SQLite, a transaction's reads, reads of different pools).
+func sharedPool(reads []batchRead) *bun.DB {
+	if len(reads) == 0 {
 		return nil
 	}
 	first, ok := reads[0].db.(*bun.DB)

@@ -196,7 +196,18 @@ func (p *Projector) list(ctx context.Context, filter catalog.Filter, pl Pipeline
 	p.catalog.QueueVisible(&b, filter, &entries)
 	// The rows' retained rows and run heads are read by the list's filter in SQL, never by a
 	// list of every id: the SQL text stays the same size for any number of connections, and
-	// the reads need not wait for the catalog's rows, so they go out with it in one round trip.
+	// the reads need not wait for the catalog's rows, so on PostgreSQL they go out with it in
+	// one round trip. Elsewhere the catalog's rows are read first, and an empty list reads
+	// nothing more.
+	if !b.Pipelined() {
+		if err := b.Run(ctx); err != nil {
+			return nil, err
+		}
+		if len(entries) == 0 {
+			res.Stats.Statements, res.Stats.Total = counter.Count(), time.Since(start)
+			return res, nil
+		}
+	}
 	var ret map[string]*retained.Retained
 	var ids schema.QueryAppender // nil: every connection, the whole snapshot
 	if !filter.Everything() {
@@ -255,15 +266,20 @@ func (p *Projector) ScopedWith(ctx context.Context, id string, trail bool, first
 	// The connection's rows are read under the asked id with its resolution, in the same round
 	// trip: a scoped read names a connection but for the connector-id fallback, whose
 	// connection's rows are read after (and the rows read under the asked id are not used).
+	// Elsewhere (SQLite) the connection is resolved first and its rows read once it is known.
 	var ret *retained.Retained
-	p.retained.QueueForConnection(&b, id, &ret)
-	complete := queueEvidence(&b, p.deep, req, []string{id})
+	var complete func(ctx context.Context, entries []catalog.Entry) (map[string]*runs.ConnectionEvidence, error)
+	ahead := b.Pipelined()
+	if ahead {
+		p.retained.QueueForConnection(&b, id, &ret)
+		complete = queueEvidence(&b, p.deep, req, []string{id})
+	}
 	if err := b.Run(ctx); err != nil {
 		return nil, err
 	}
 	res.Stats.Catalog = time.Since(start)
 	if entry != nil {
-		if got := entry.Connection.ConnectionID; got != id {
+		if got := entry.Connection.ConnectionID; got != id || !ahead {
 			p.retained.QueueForConnection(&b, got, &ret)
 			complete = queueEvidence(&b, p.deep, req, []string{got})
 			if err := b.Run(ctx); err != nil {

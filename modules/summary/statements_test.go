@@ -286,11 +286,15 @@ func TestScopedReadNeverLoadsTheGlobalRetainedSnapshot(t *testing.T) {
 			if spy.of > 0 {
 				t.Errorf("scoped read of %s read retained rows by a list's filter", id)
 			}
-			// The rows are read under the asked id in the round trip of its resolution, and once
-			// more for the connection it resolved to when that is another (the connector-id
-			// fallback): one-connection reads of those two only.
-			want := []string{id}
-			if len(res.Items) == 1 && res.Items[0].ConnectionID != id {
+			// On PostgreSQL the rows are read under the asked id in the round trip of its
+			// resolution, and once more for the connection it resolved to when that is another
+			// (the connector-id fallback). On SQLite, where reads ahead cost statements, only the
+			// resolved connection's rows are read, and none for an unknown id.
+			var want []string
+			if bootstrap.DialectOf(db) == bootstrap.Postgres {
+				want = append(want, id)
+			}
+			if len(res.Items) == 1 && (res.Items[0].ConnectionID != id || bootstrap.DialectOf(db) != bootstrap.Postgres) {
 				want = append(want, res.Items[0].ConnectionID)
 			}
 			if len(spy.all) != 0 || fmt.Sprint(spy.one) != fmt.Sprint(want) {
@@ -389,4 +393,39 @@ func TestFleetHealthStatementsAreConstant(t *testing.T) {
 			})
 		})
 	}
+}
+
+// Reads ahead (a connection's or a list's rows before it is known that they are needed) are
+// made only where they share the round trip of the resolution (PostgreSQL): on SQLite an
+// unknown connection or connector costs the one statement that finds nothing, and a connection
+// its statements once.
+func TestReadsAheadOnlyWhereTheyShareARoundTrip(t *testing.T) {
+	dbtest.Engines(t, func(t *testing.T, db *bun.DB) {
+		f := newSumFixture(t, db)
+		seedFeed(f)
+		p := f.projector(0, nil)
+		count := func(res *summary.Result, err error) int {
+			t.Helper()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res.Stats.Statements
+		}
+		known := count(p.Scoped(f.ctx, "cin_gmail_1", false))
+		unknown := count(p.Scoped(f.ctx, "cin_nope", false))
+		fallback := count(p.Scoped(f.ctx, "chase", false))
+		empty := count(p.List(f.ctx, summary.ListQuery{Pipeline: summary.PipelineOverview, ConnectorID: "nope"}))
+		full := count(p.List(f.ctx, summary.ListQuery{Pipeline: summary.PipelineOverview}))
+		if bootstrap.DialectOf(db) == bootstrap.Postgres {
+			// The rows are read ahead, in the resolution's round trip, also for an unknown id
+			// or connector; the connector-id fallback reads its connection's rows once more.
+			if unknown <= 1 || empty <= 1 || fallback <= known {
+				t.Errorf("PostgreSQL statements: known %d, unknown %d, fallback %d, empty list %d", known, unknown, fallback, empty)
+			}
+			return
+		}
+		if unknown != 1 || empty != 1 || fallback != known || full <= 1 {
+			t.Errorf("SQLite statements: known %d, unknown %d (want 1), fallback %d (want %d), empty list %d (want 1), full list %d", known, unknown, fallback, known, empty, full)
+		}
+	})
 }
