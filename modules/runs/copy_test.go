@@ -90,8 +90,8 @@ func appendAndCheckSeqs(t *testing.T, db *bun.DB, prefix string, n int) {
 }
 
 // TestAppendCopiesTheBatchOnPostgres: on PostgreSQL the batch goes into spine_events by COPY
-// inside the serialized transaction (no INSERT statement), and the sequence numbers are read
-// back by one range read; on SQLite it is one prepared INSERT run per event. Neither looks the
+// inside the serialized transaction (no INSERT statement), and the sequence numbers are checked
+// by one read of the two ends of their range; on SQLite it is one prepared INSERT run per event. Neither looks the
 // batch's ids up first, and both give each event its stored seq.
 func TestAppendCopiesTheBatchOnPostgres(t *testing.T) {
 	dbtest.Engines(t, func(t *testing.T, db *bun.DB) {
