@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
@@ -463,8 +462,8 @@ func copyRow(e *Event) []any {
 		e.BSPresent, e.BSStatus, e.BSWaitReason, e.BSProfileKey}
 }
 
-// copyEvents stores the batch with a COPY (pgx CopyFrom, binary) on the pgx connection of the
-// serialized transaction (bootstrap.WithPgx), and reads back the sequence numbers it got: COPY
+// copyEvents stores the batch with a binary COPY (bootstrap.CopyRows) on the pgx connection of
+// the serialized transaction, and reads back the sequence numbers it got: COPY
 // returns no rows, but the identity column's sequence hands them out in row order, and the
 // attribution lock keeps every other append out, so the batch holds the n numbers ending at
 // this session's currval; two primary-key reads at the range's ends check that (seqsFromEnds;
@@ -485,13 +484,7 @@ func copyEvents(ctx context.Context, tx bun.Tx, events []*Event, optimistic bool
 			return 0, true, err
 		}
 	}
-	ok, err := bootstrap.WithPgx(ctx, func(conn *pgx.Conn) error {
-		copied, err := conn.CopyFrom(ctx, pgx.Identifier{"spine_events"}, spineColumns, pgx.CopyFromRows(rows))
-		if err == nil && copied != int64(n) {
-			err = fmt.Errorf("copied %d of %d events", copied, n)
-		}
-		return err
-	})
+	ok, err := bootstrap.CopyRows(ctx, "spine_events", spineColumns, rows)
 	if !ok {
 		if optimistic { // the batch was not looked up: it must be, before another insert
 			return 0, true, errIDStored
