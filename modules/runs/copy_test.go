@@ -90,8 +90,8 @@ func appendAndCheckSeqs(t *testing.T, db *bun.DB, prefix string, n int) {
 }
 
 // TestAppendCopiesTheBatchOnPostgres: on PostgreSQL the batch goes into spine_events by COPY
-// inside the serialized transaction (no INSERT statement), and the sequence numbers are read
-// back by one range read; on SQLite it is one prepared INSERT run per event. Neither looks the
+// inside the serialized transaction (no INSERT statement), and the sequence numbers are checked
+// by one read of the two ends of their range; on SQLite it is one prepared INSERT run per event. Neither looks the
 // batch's ids up first, and both give each event its stored seq.
 func TestAppendCopiesTheBatchOnPostgres(t *testing.T) {
 	dbtest.Engines(t, func(t *testing.T, db *bun.DB) {
@@ -231,5 +231,47 @@ func TestAppendTailStatementsShareARoundTrip(t *testing.T) {
 			}
 		}
 		runstest.RequireRebuildFixesNothing(t, f.ctx, db, f.clock.Now)
+	})
+}
+
+// TestAppendCopiesNewRunRowsAndUpsertsStoredOnes: on PostgreSQL the run rows of runs new to
+// the read model go in by COPY and only the runs with a stored row through the upsert (on
+// SQLite every row is upserted); either way a batch that mixes both leaves the read model equal
+// to a rebuild from the log, with the stored runs merged (ten events each, not five).
+func TestAppendCopiesNewRunRowsAndUpsertsStoredOnes(t *testing.T) {
+	dbtest.Engines(t, func(t *testing.T, db *bun.DB) {
+		ctx := context.Background()
+		texts := &statementTexts{}
+		db.AddQueryHook(texts)
+		in := runs.NewIngester(db, ingestClock, runs.NewReadModel(db, runs.Options{}, ingestClock))
+		batch := func(b int, runsFrom, runsTo int) {
+			var evs []string
+			for r := runsFrom; r < runsTo; r++ {
+				for i := 0; i < 5; i++ {
+					evs = append(evs, ev(fmt.Sprintf("m%d_%d_%d", b, r, i), "run.progress", fmt.Sprintf("2026-11-20T08:%02d:%02dZ", b, r),
+						fmt.Sprintf(`"run_id":"m_r%d"`, r), `"source_kind":"connector"`, `"source_id":"gmail"`))
+				}
+			}
+			if _, err := in.Append(ctx, parseBatch(t, evs...)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		upserts := func() int { return texts.containing("INSERT INTO run_summaries") }
+		batch(1, 0, 10)
+		afterFirst := upserts()
+		batch(2, 5, 15) // runs 5-9 are stored, 10-14 new
+		pg := bootstrap.DialectOf(db) == bootstrap.Postgres
+		if pg && (afterFirst != 0 || upserts() != 1) {
+			t.Errorf("PostgreSQL: %d upserts for a batch of new runs and %d for one that adds to stored runs, want 0 and 1", afterFirst, upserts()-afterFirst)
+		}
+		var counts []int
+		if err := db.NewRaw("SELECT event_count FROM run_summaries WHERE run_id LIKE 'm_r%' ORDER BY event_count, run_id").Scan(ctx, &counts); err != nil {
+			t.Fatal(err)
+		}
+		want := "[5 5 5 5 5 5 5 5 5 5 10 10 10 10 10]"
+		if fmt.Sprint(counts) != want {
+			t.Errorf("event counts %v, want %s", counts, want)
+		}
+		runstest.RequireRebuildFixesNothing(t, ctx, db, ingestClock)
 	})
 }

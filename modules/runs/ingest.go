@@ -2,11 +2,11 @@ package runs
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/uptrace/bun"
 	"github.com/uptrace/bun/dialect/pgdialect"
@@ -462,12 +462,12 @@ func copyRow(e *Event) []any {
 		e.BSPresent, e.BSStatus, e.BSWaitReason, e.BSProfileKey}
 }
 
-// copyEvents stores the batch with a COPY (pgx CopyFrom, binary) on the pgx connection of the
-// serialized transaction (bootstrap.WithPgx), and reads back the sequence numbers it got: COPY
+// copyEvents stores the batch with a binary COPY (bootstrap.CopyRows) on the pgx connection of
+// the serialized transaction, and reads back the sequence numbers it got: COPY
 // returns no rows, but the identity column's sequence hands them out in row order, and the
 // attribution lock keeps every other append out, so the batch holds the n numbers ending at
-// this session's currval; one primary-key range read checks that and maps them to event ids
-// (if anything else took numbers in between, the batch is looked up by event_id instead). It
+// this session's currval; two primary-key reads at the range's ends check that (seqsFromEnds;
+// if anything else took numbers in between, the batch is looked up by event_id instead). It
 // reports false when the transaction has no pgx connection (the caller inserts with unnest).
 //
 // With optimistic, the batch's ids were not looked up before: the COPY runs after a savepoint,
@@ -484,13 +484,7 @@ func copyEvents(ctx context.Context, tx bun.Tx, events []*Event, optimistic bool
 			return 0, true, err
 		}
 	}
-	ok, err := bootstrap.WithPgx(ctx, func(conn *pgx.Conn) error {
-		copied, err := conn.CopyFrom(ctx, pgx.Identifier{"spine_events"}, spineColumns, pgx.CopyFromRows(rows))
-		if err == nil && copied != int64(n) {
-			err = fmt.Errorf("copied %d of %d events", copied, n)
-		}
-		return err
-	})
+	ok, err := bootstrap.CopyRows(ctx, "spine_events", spineColumns, rows)
 	if !ok {
 		if optimistic { // the batch was not looked up: it must be, before another insert
 			return 0, true, errIDStored
@@ -504,28 +498,51 @@ func copyEvents(ctx context.Context, tx bun.Tx, events []*Event, optimistic bool
 	if err != nil {
 		return 0, true, err
 	}
-	seqs, err := scanSeqs(ctx, tx, n, `SELECT e.event_seq, e.event_id
-		FROM (SELECT currval(pg_get_serial_sequence('spine_events', 'event_seq')) AS v) AS s
-		JOIN spine_events AS e ON e.event_seq > s.v - ? AND e.event_seq <= s.v`, n)
+	if last, ok, err := seqsFromEnds(ctx, tx, events); ok || err != nil {
+		return last, true, err
+	}
+	ids := make([]string, n)
+	for i, e := range events {
+		ids[i] = e.EventID
+	}
+	seqs, err := scanSeqs(ctx, tx, n, "SELECT event_seq, event_id FROM spine_events WHERE event_id = ANY(?::text[])", pgdialect.Array(ids))
 	if err != nil {
 		return 0, true, err
 	}
 	if !coversBatch(seqs, events) {
-		ids := make([]string, n)
-		for i, e := range events {
-			ids[i] = e.EventID
-		}
-		if seqs, err = scanSeqs(ctx, tx, n, "SELECT event_seq, event_id FROM spine_events WHERE event_id = ANY(?::text[])", pgdialect.Array(ids)); err != nil {
-			return 0, true, err
-		}
-		if !coversBatch(seqs, events) {
-			return 0, true, fmt.Errorf("runs: copied events not found (%d of %d)", len(seqs), n)
-		}
+		return 0, true, fmt.Errorf("runs: copied events not found (%d of %d)", len(seqs), n)
 	}
 	var last int64
 	for _, e := range events {
 		e.EventSeq = seqs[e.EventID]
 		last = max(last, e.EventSeq)
+	}
+	return last, true, nil
+}
+
+// seqsFromEnds gives the events just copied their sequence numbers from the two ends of the
+// range they should hold, without reading the range back (which cost a 1000-row read and a map
+// of the ids per batch). A COPY takes one number per row from the identity's sequence, in row
+// order, so the batch's n distinct rows hold n numbers up to this session's currval v. If
+// events[0] holds v-n+1 and events[n-1] holds v, the n rows fill the n numbers of that range and,
+// in row order, events[i] holds v-n+1+i. It reports false when the ends say otherwise (a number
+// taken by another session in between, which the attribution lock rules out for appends): the
+// caller then looks the batch up by event_id.
+func seqsFromEnds(ctx context.Context, tx bun.Tx, events []*Event) (int64, bool, error) {
+	n := int64(len(events))
+	var last int64
+	var first, end sql.NullString
+	if err := tx.QueryRowContext(ctx, `SELECT s.v,
+		(SELECT event_id FROM spine_events WHERE event_seq = s.v - ? + 1),
+		(SELECT event_id FROM spine_events WHERE event_seq = s.v)
+		FROM (SELECT currval(pg_get_serial_sequence('spine_events', 'event_seq')) AS v) AS s`, n).Scan(&last, &first, &end); err != nil {
+		return 0, false, err
+	}
+	if first.String != events[0].EventID || end.String != events[n-1].EventID {
+		return 0, false, nil
+	}
+	for i, e := range events {
+		e.EventSeq = last - n + 1 + int64(i)
 	}
 	return last, true, nil
 }

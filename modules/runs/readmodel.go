@@ -227,7 +227,7 @@ func (m *ReadModel) update(ctx context.Context, tx bun.IDB, touched map[string]m
 				}
 				rows = append(rows, r)
 			}
-			if err := upsertRuns(ctx, tx, rows); err != nil {
+			if err := writeRuns(ctx, tx, rows, old); err != nil {
 				return nil, err
 			}
 		}
@@ -343,6 +343,36 @@ const runUpdateSet = `connection_id = EXCLUDED.connection_id, profile_key = EXCL
 	started = EXCLUDED.started, last_status = EXCLUDED.last_status, event_failure_reason = EXCLUDED.event_failure_reason,
 	bs_status = EXCLUDED.bs_status, bs_wait_reason = EXCLUDED.bs_wait_reason, known_gaps = EXCLUDED.known_gaps,
 	collection_facts = EXCLUDED.collection_facts, last_event_seq = EXCLUDED.last_event_seq`
+
+// writeRuns stores the rows of one update, given the rows stored before it (by run id). On
+// PostgreSQL, inside the serialized transaction (its pgx connection, bootstrap.WithPgx), the
+// rows of runs that had no stored row go in by COPY and only the others through upsertRuns: an
+// append's runs are mostly new, and the upsert's speculative insertion into four indexes cost
+// 3.6-4.1 ms for 200 new rows. Every writer of run_summaries holds the attribution lock
+// (RunSerialized), so a run absent when its row was read is still absent at the COPY.
+func writeRuns(ctx context.Context, tx bun.IDB, rows []*RunRow, stored map[string]*RunRow) error {
+	if bootstrap.DialectOf(tx) != bootstrap.Postgres || !bootstrap.HasPgx(ctx) {
+		return upsertRuns(ctx, tx, rows)
+	}
+	var fresh [][]any
+	changed := make([]*RunRow, 0, len(rows))
+	for _, r := range rows {
+		if stored[r.RunID] != nil {
+			changed = append(changed, r)
+			continue
+		}
+		// In runRowColumns order.
+		fresh = append(fresh, []any{r.ConnectorID, r.RunID, r.ConnectionID, r.ProfileKey, r.ConnectionRef, r.FirstAt,
+			r.LastAt, int64(r.EventCount), r.StatusKey, r.TerminalStatus, r.Started, r.LastStatus, r.EventFailureReason,
+			r.BSStatus, r.BSWaitReason, r.KnownGaps, r.CollectionFacts, r.LastEventSeq})
+	}
+	if len(fresh) > 0 {
+		if _, err := bootstrap.CopyRows(ctx, "run_summaries", runRowColumnList, fresh); err != nil {
+			return fmt.Errorf("runs: read model copy of new runs: %w", err)
+		}
+	}
+	return upsertRuns(ctx, tx, changed)
+}
 
 // upsertRuns writes rows: on PostgreSQL as column arrays through unnest (the fast bulk path),
 // on SQLite with a prepared statement per row (upsertPrepared); the conflict update is the same.

@@ -221,6 +221,9 @@ const runRowColumns = "connector_id, run_id, connection_id, profile_key, connect
 	"status_key, terminal_status, started, last_status, event_failure_reason, bs_status, bs_wait_reason, known_gaps, " +
 	"collection_facts, last_event_seq"
 
+// runRowColumnList is runRowColumns as a list (a COPY's columns).
+var runRowColumnList = strings.Split(runRowColumns, ", ")
+
 // prefixed qualifies every column of a column list with prefix.
 func prefixed(prefix, cols string) string {
 	parts := strings.Split(cols, ", ")
