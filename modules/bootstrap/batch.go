@@ -122,12 +122,31 @@ func runPipelined(ctx context.Context, pool *bun.DB, reads []batchRead) error {
 		}
 		texts[i] = string(b)
 	}
+	at, err := SendTexts(ctx, pool, texts, func(i int, rows pgx.Rows) error {
+		err := reads[i].scan(textRows{rows}) // textrows.go
+		rows.Close()
+		countStatement(ctx, texts[i])
+		return err
+	})
+	if err != nil && at >= 0 {
+		return reads[at].failed(at, err)
+	}
+	return err
+}
+
+// SendTexts sends texts (SQL without arguments) as one pgx batch on a connection of the
+// PostgreSQL pool, one round trip, and hands each statement's rows to each in order (each need
+// not drain them; their error is checked after it). It stops at the first error and reports the
+// position of the statement that failed (-1 when the batch failed as a whole). The bench's floor
+// sends a read's texts through it, as the service does.
+func SendTexts(ctx context.Context, pool *bun.DB, texts []string, each func(i int, rows pgx.Rows) error) (int, error) {
 	conn, err := pool.Conn(ctx)
 	if err != nil {
-		return err
+		return -1, err
 	}
 	defer func() { _ = conn.Close() }()
-	return conn.Raw(func(driverConn any) error {
+	at := -1
+	err = conn.Raw(func(driverConn any) error {
 		sc, ok := driverConn.(*stdlib.Conn)
 		if !ok {
 			return fmt.Errorf("bootstrap: batch on a %T connection", driverConn)
@@ -137,31 +156,33 @@ func runPipelined(ctx context.Context, pool *bun.DB, reads []batchRead) error {
 			pb.Queue(t)
 		}
 		br := sc.Conn().SendBatch(ctx, pb)
-		err := scanResults(ctx, br, reads, texts)
-		// Close reports the batch's first error again: it only adds one when the scans had none.
+		err := sendEach(br, len(texts), each, &at)
+		// Close reports the batch's first error again: it only adds one when the results had none.
 		if cerr := br.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("bootstrap: batch: %w", cerr)
+			at, err = -1, fmt.Errorf("bootstrap: batch: %w", cerr)
 		}
 		return err
 	})
+	return at, err
 }
 
-// scanResults scans the batch's results in order, counting each statement once it was read.
-func scanResults(ctx context.Context, br pgx.BatchResults, reads []batchRead, texts []string) error {
-	for i, r := range reads {
+// sendEach hands the batch's n results to each in order; *at is the one being read.
+func sendEach(br pgx.BatchResults, n int, each func(i int, rows pgx.Rows) error, at *int) error {
+	for i := 0; i < n; i++ {
+		*at = i
 		rows, err := br.Query()
 		if err != nil {
-			return r.failed(i, err)
+			return err
 		}
-		err = r.scan(textRows{rows}) // textrows.go
+		err = each(i, rows)
 		rows.Close()
-		countStatement(ctx, texts[i])
 		if err != nil {
-			return r.failed(i, err)
+			return err
 		}
 		if err := rows.Err(); err != nil {
-			return r.failed(i, err)
+			return err
 		}
 	}
+	*at = -1
 	return nil
 }

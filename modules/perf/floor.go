@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/uptrace/bun"
 
 	"connsum/modules/bootstrap"
@@ -142,38 +141,16 @@ func (p *floorProbe) execute(ctx context.Context, texts []string) error {
 		}
 		return nil
 	}
-	conn, err := p.db.DB.Conn(ctx)
+	_, err := bootstrap.SendTexts(ctx, p.db, texts, func(_ int, rows pgx.Rows) error {
+		for rows.Next() {
+			_ = rows.RawValues()
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("floor: %w", err)
 	}
-	defer func() { _ = conn.Close() }()
-	return conn.Raw(func(driverConn any) error {
-		sc, ok := driverConn.(*stdlib.Conn)
-		if !ok {
-			return fmt.Errorf("floor: batch on a %T connection", driverConn)
-		}
-		b := &pgx.Batch{}
-		for _, t := range texts {
-			b.Queue(t)
-		}
-		br := sc.Conn().SendBatch(ctx, b)
-		for range texts {
-			rows, err := br.Query()
-			if err != nil {
-				_ = br.Close()
-				return fmt.Errorf("floor: %w", err)
-			}
-			for rows.Next() {
-				_ = rows.RawValues()
-			}
-			rows.Close()
-			if err := rows.Err(); err != nil {
-				_ = br.Close()
-				return fmt.Errorf("floor: %w", err)
-			}
-		}
-		return br.Close()
-	})
+	return nil
 }
 
 // drain runs one statement and reads every column of every row as raw bytes.
