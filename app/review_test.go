@@ -62,38 +62,38 @@ func TestReviewRunsPageHasMoreAcrossTimeHorizon(t *testing.T) {
 func TestReviewSubscriberSlotAfterDisconnect(t *testing.T) {
 	h := startApp(t, "sqlite:"+t.TempDir()+"/x.db", Tokens{Owner: testOwnerToken, Admin: testAdminToken}, map[string]string{"live.max_subscribers": "1"})
 	for i := 0; i < 3; i++ {
-		c, err := net.Dial("tcp", h.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = c.Write([]byte("GET /_ref/connectors/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + testOwnerToken + "\r\n\r\n"))
-		buf := make([]byte, 4096)
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		n, _ := c.Read(buf)
-		t.Logf("stream %d: %q", i, string(buf[:min(n, 40)]))
-		c.Close()
+		t.Logf("stream %d: %q", i, rawStreamStart(t, h.addr, 40))
 	}
 	// The three clients are gone: a fourth gets a stream well before the heartbeat (15 s) would
 	// have noticed them (a bound of 10 s, polled, not a timing assertion).
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		c, err := net.Dial("tcp", h.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_, _ = c.Write([]byte("GET /_ref/connectors/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + testOwnerToken + "\r\n\r\n"))
-		buf := make([]byte, 4096)
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		n, _ := c.Read(buf)
-		c.Close()
-		if string(buf[:min(n, 12)]) == "HTTP/1.1 200" {
+		start := rawStreamStart(t, h.addr, 200)
+		if strings.HasPrefix(start, "HTTP/1.1 200") {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after the clients left: %q", string(buf[:min(n, 200)]))
+			t.Fatalf("after the clients left: %q", start)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// rawStreamStart opens the change stream on a bare TCP connection as the owner, reads the start
+// of the answer (at most n bytes, within 5 s) and hangs up without a word, as a client that goes
+// away does.
+func rawStreamStart(t *testing.T, addr string, n int) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, _ = c.Write([]byte("GET /_ref/connectors/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + testOwnerToken + "\r\n\r\n"))
+	buf := make([]byte, 4096)
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, _ := c.Read(buf)
+	return string(buf[:min(got, n)])
 }
 
 // Found in review: the NOTIFY listener's backend is terminated (a PostgreSQL restart-like loss); a write
